@@ -1,0 +1,262 @@
+"""The local demo: a cluster whose pods serve, the operator, and the example route.
+
+`up` starts a supervisor in the background and returns once the route is Ready;
+`down` stops the supervisor, which stops everything it started. Upstream providers are
+the fakes in fakes.py, unless ANTHROPIC_API_KEY / OPENAI_API_KEY are set: then the real
+provider is called with that key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from kubernetes import client
+
+from . import tools
+from .controlplane import LocalCluster, free_port
+from .fakes import FakeAnthropic, FakeOllama, FakeOpenAI
+from .runner import ProcessRunner
+from .wait import wait_for
+
+STATE_DIR = Path(os.environ.get("LLMROUTE_DEMO_DIR", Path.home() / ".cache/llmroute/demo"))
+EXAMPLE = tools.REPO_ROOT / "examples/smart-chain.yaml"
+NAMESPACE = "demo"
+PROVIDER_KEYS = "provider-keys"
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _pid() -> int | None:
+    try:
+        pid = int((STATE_DIR / "supervisor.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def up() -> int:
+    if _pid() is not None:
+        say("already running")
+        print((STATE_DIR / "ready.txt").read_text())
+        return 0
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    (STATE_DIR / "ready.txt").unlink(missing_ok=True)
+    log_path = STATE_DIR / "supervisor.log"
+    with log_path.open("wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "localcluster.demo", "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this command until `down`
+        )
+    (STATE_DIR / "supervisor.pid").write_text(str(supervisor.pid))
+    shown = 0
+    while not (STATE_DIR / "ready.txt").exists():
+        lines = log_path.read_text(errors="replace").splitlines()
+        for line in lines[shown:]:
+            if line.startswith("[demo]"):
+                print(line, flush=True)
+        shown = len(lines)
+        if supervisor.poll() is not None:
+            print("\n".join(lines[-40:]))
+            say(f"failed; the whole log is {log_path}")
+            return 1
+        time.sleep(0.5)
+    print((STATE_DIR / "ready.txt").read_text())
+    return 0
+
+
+def down() -> int:
+    pid = _pid()
+    if pid is None:
+        say("not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    (STATE_DIR / "supervisor.pid").unlink(missing_ok=True)
+    say("stopped")
+    return 0
+
+
+def _route_for_demo(route: dict, fakes: dict[str, str]) -> dict:
+    """The example, with each provider that has no real key pointed at its fake."""
+    for model in route["spec"]["models"]:
+        for target in model["targets"]:
+            if target["provider"] in fakes:
+                target["apiBase"] = fakes[target["provider"]]
+    # No Ollama runs here; the fake Ollama above answers for it.
+    route["spec"].pop("ollama", None)
+    route["spec"].get("proxy", {}).pop("resources", None)
+    return route
+
+
+def serve() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with contextlib.ExitStack() as stack:
+        say("starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
+        cluster = stack.enter_context(LocalCluster(workdir=STATE_DIR / "cluster"))
+        api = cluster.api_client()
+        core = client.CoreV1Api(api)
+
+        fakes: dict[str, str] = {}
+        keys = {}
+        for provider, env, fake_class in (
+            ("anthropic", "ANTHROPIC_API_KEY", FakeAnthropic),
+            ("openai", "OPENAI_API_KEY", FakeOpenAI),
+        ):
+            if os.environ.get(env):
+                keys[provider] = os.environ[env]
+                say(f"{provider}: the real API, with the key from ${env}")
+            else:
+                fake = fake_class()
+                stack.callback(fake.stop)
+                fakes[provider] = fake.start()
+                keys[provider] = f"fake-{provider}-key"
+                say(f"{provider}: a FAKE API at {fakes[provider]} (set ${env} for the real one)")
+        ollama = FakeOllama(models=["llama3.2"])
+        stack.callback(ollama.stop)
+        fakes["ollama"] = ollama.start()
+        say(f"ollama: a FAKE Ollama at {fakes['ollama']}")
+
+        say("starting the operator (llmroute run)")
+        operator_log = (STATE_DIR / "operator.log").open("ab")
+        stack.callback(operator_log.close)
+        operator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llmroute",
+                "run",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--liveness",
+                f"http://127.0.0.1:{free_port()}/healthz",
+            ],
+            stdout=operator_log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def stop_operator() -> None:
+            operator.terminate()
+            operator.wait(30)
+
+        stack.callback(stop_operator)
+        say("starting the process runner (the real litellm proxy for each proxy pod)")
+        stack.enter_context(ProcessRunner(cluster.kubeconfig, workdir=STATE_DIR / "runner"))
+
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+        core.create_namespaced_secret(
+            NAMESPACE,
+            {
+                "metadata": {"name": PROVIDER_KEYS},
+                "stringData": {
+                    "anthropic-api-key": keys["anthropic"],
+                    "openai-api-key": keys["openai"],
+                },
+            },
+        )
+        custom = client.CustomObjectsApi(api)
+        for doc in yaml.safe_load_all(EXAMPLE.read_text()):
+            if doc and doc["kind"] == "LLMRoute":
+                route = _route_for_demo(doc, fakes)
+                route["spec"].pop("auth", None)  # the demo calls with the master key
+                custom.create_namespaced_custom_object(
+                    "llmroute.dev", "v1alpha1", NAMESPACE, "llmroutes", route
+                )
+                name = route["metadata"]["name"]
+        say(f"applied LLMRoute {NAMESPACE}/{name} from {EXAMPLE.name}; waiting for Ready")
+
+        def ready() -> bool:
+            obj = custom.get_namespaced_custom_object(
+                "llmroute.dev", "v1alpha1", NAMESPACE, "llmroutes", name
+            )
+            return any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in obj.get("status", {}).get("conditions", [])
+            )
+
+        wait_for(ready, timeout=180, what="the route Ready")
+        pods = core.list_namespaced_pod(
+            NAMESPACE, label_selector=f"llmroute.dev/route={name}"
+        ).items
+        pod_ip = pods[0].status.pod_ip
+        wait_for(lambda: _serves(pod_ip), timeout=120, what="the proxy answering")
+        kubectl = f"{tools.binary('kubectl')} --kubeconfig {cluster.kubeconfig}"
+        url = f"http://{pod_ip}:4000"
+        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name))
+        say("ready")
+        stop.wait()
+        say("stopping")
+
+
+def _serves(pod_ip: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{pod_ip}:4000/health/liveliness", timeout=2) as r:
+        return r.status == 200
+
+
+def _instructions(kubectl: str, url: str, name: str) -> str:
+    body = json.dumps({"model": "smart", "messages": [{"role": "user", "content": "Hello"}]})
+    secret = f"-n {NAMESPACE} get secret {name}-master-key -o jsonpath='{{.data.masterKey}}'"
+    sdk = (
+        "from openai import OpenAI; import os; "
+        "c = OpenAI(base_url=os.environ['LLMROUTE_URL'], api_key=os.environ['LLMROUTE_API_KEY']); "
+        "print(c.chat.completions.create(model='smart', "
+        "messages=[{'role': 'user', 'content': 'Hello'}]).choices[0].message.content)"
+    )
+    return f"""
+The gateway is Ready. In a cluster it is http://{name}.{NAMESPACE}.svc:4000; here the
+proxy pod serves at its pod IP.
+
+  export LLMROUTE_URL={url}
+  export LLMROUTE_API_KEY=$({kubectl} {secret} | base64 -d)
+
+  curl -s $LLMROUTE_URL/v1/chat/completions -H "Authorization: Bearer $LLMROUTE_API_KEY" \\
+    -H 'Content-Type: application/json' -d '{body}'
+
+  .venv/bin/python -c "{sdk}"
+
+  {kubectl} get llmroutes -A
+
+Logs: {STATE_DIR}. Stop everything with: bash hack/demo.sh down
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="hack/demo.sh", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "serve"], nargs="?", default="up")
+    command = parser.parse_args().command
+    if command == "serve":
+        serve()
+        return 0
+    return up() if command == "up" else down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

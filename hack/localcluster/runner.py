@@ -1,0 +1,1363 @@
+"""The process runner: real processes for the pods that kwok only pretends to run.
+
+kwok makes llmroute's pods Running and Ready with loopback IPs (127.0.1.0/24), but nothing
+executes their containers. The runner watches the pods labelled
+``app.kubernetes.io/managed-by=llmroute`` and, for each one that is Running with an IP:
+
+- a proxy pod (container ``litellm``): starts the real ``litellm`` proxy exactly as the pod
+  spec says -- its args, its env resolved from Secrets/ConfigMaps read from the API server,
+  its ConfigMap/Secret/emptyDir volumes written to a per-pod directory -- listening at the
+  pod's IP. Paths under a mount (``--config /etc/litellm/config.yaml``) are rewritten into
+  that directory. Secret and ConfigMap volumes are refreshed while the pod runs, as the
+  kubelet does, so key rotation behaves as in a cluster.
+- an Ollama pod (container ``ollama``): serves the fake Ollama (localcluster.fakes) at the
+  pod's IP; pulled models survive a pod restart when the pod keeps its PVC.
+
+When a pod is deleted, stops running or changes IP, its process gets SIGTERM (then SIGKILL
+after the grace period) and its directory is removed, so a rollout swaps processes. A
+process that exits on its own is restarted with back-off, like a container.
+
+The pure part -- what to run for a pod: argv, env, files -- is ``plan_proxy_launch``; the
+rest does I/O. Started processes never outlive the runner: each gets its own process group,
+is killed by ``stop()`` and at interpreter exit, and asks the kernel (PR_SET_PDEATHSIG) to
+kill it if the thread that started it dies.
+
+    python -m localcluster.runner --kubeconfig PATH --workdir DIR [--namespace NS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import ctypes
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .fakes import FakeOllama
+
+__all__ = [
+    "FileContent",
+    "ManagedProcess",
+    "PodNotReady",
+    "ProcessInfo",
+    "ProcessRunner",
+    "ProxyLaunch",
+    "UnsupportedPod",
+    "launch_proxy",
+    "main",
+    "plan_ollama",
+    "plan_proxy_launch",
+    "pod_references",
+    "sync_files",
+    "wait_http_ok",
+]
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=llmroute"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+PROXY_CONTAINER = "litellm"
+OLLAMA_CONTAINER = "ollama"
+PROXY_PORT = 4000
+OLLAMA_PORT = 11434
+PROXY_HEALTH_PATH = "/health/liveliness"
+KEYS_DIR_ENV = "LLMROUTE_KEYS_DIR"
+KEYS_MOUNT = "/etc/llmroute/keys"
+# Models the fake Ollama of a pod starts with (comma-separated), for tests that need them.
+OLLAMA_MODELS_ANNOTATION = "localcluster.llmroute.dev/ollama-models"
+
+# What a process inherits from the runner's environment; everything else comes from the
+# pod spec, as in a container. (An inherited HTTP proxy variable, for one, would send the
+# proxy's loopback calls to the upstream fakes elsewhere.)
+_PASSTHROUGH_ENV = ("HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+class PodNotReady(Exception):
+    """The pod cannot start yet: a Secret, ConfigMap or key it needs is missing.
+
+    The kubelet reports these as CreateContainerConfigError or keeps the pod in
+    ContainerCreating; the runner retries.
+    """
+
+
+class UnsupportedPod(Exception):
+    """The pod asks for something the runner cannot stand in for (e.g. another command)."""
+
+
+# -- the pure part: what to run for a pod -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileContent:
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class ProxyLaunch:
+    """Everything needed to start one proxy pod's process."""
+
+    namespace: str
+    pod: str
+    uid: str
+    host: str
+    port: int
+    argv: tuple[str, ...]
+    env: dict[str, str]  # the whole environment of the process
+    cwd: Path
+    pod_dir: Path
+    files: dict[Path, FileContent]  # absolute paths under pod_dir
+    dirs: tuple[Path, ...]  # directories to create (every mount point that is a directory)
+    mounts: dict[str, Path]  # container mount path -> local path
+    grace_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return self.url + PROXY_HEALTH_PATH
+
+
+@dataclass(frozen=True)
+class OllamaLaunch:
+    namespace: str
+    pod: str
+    uid: str
+    host: str
+    port: int
+    models: tuple[str, ...]  # from the pod's annotation
+    claims: tuple[str, ...]  # PVCs the pod mounts: where pulled models persist
+
+
+def pod_component(pod: Mapping[str, Any]) -> str | None:
+    """ "proxy" or "ollama" for the pods the runner serves, else None."""
+    component = (pod.get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL)
+    wanted = {"proxy": PROXY_CONTAINER, "ollama": OLLAMA_CONTAINER}.get(component or "")
+    if wanted and any(c.get("name") == wanted for c in _containers(pod)):
+        return component
+    return None
+
+
+def pod_is_running(pod: Mapping[str, Any]) -> bool:
+    """Running with an IP and not being deleted: the kubelet would run its containers."""
+    status = pod.get("status") or {}
+    return (
+        status.get("phase") == "Running"
+        and bool(status.get("podIP"))
+        and not pod.get("metadata", {}).get("deletionTimestamp")
+    )
+
+
+def pod_references(pod: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """Names of the Secrets and ConfigMaps the pod's containers and volumes read."""
+    secrets: set[str] = set()
+    configmaps: set[str] = set()
+    for container in _containers(pod):
+        for source in container.get("envFrom") or []:
+            if "secretRef" in source:
+                secrets.add(source["secretRef"]["name"])
+            if "configMapRef" in source:
+                configmaps.add(source["configMapRef"]["name"])
+        for var in container.get("env") or []:
+            value_from = var.get("valueFrom") or {}
+            if "secretKeyRef" in value_from:
+                secrets.add(value_from["secretKeyRef"]["name"])
+            if "configMapKeyRef" in value_from:
+                configmaps.add(value_from["configMapKeyRef"]["name"])
+    for volume in pod.get("spec", {}).get("volumes") or []:
+        sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
+        for source in sources:
+            if "secret" in source:
+                secret = source["secret"]
+                name = secret.get("secretName") or secret.get("name")
+                if name:
+                    secrets.add(name)
+            if "configMap" in source:
+                configmaps.add(source["configMap"]["name"])
+    return secrets, configmaps
+
+
+def plan_proxy_launch(
+    pod: Mapping[str, Any],
+    *,
+    secrets: Mapping[str, Mapping[str, Any]],
+    configmaps: Mapping[str, Mapping[str, Any]],
+    pod_dir: Path,
+    litellm: Path | None = None,
+    base_env: Mapping[str, str] | None = None,
+) -> ProxyLaunch:
+    """What to run for a proxy pod, computed without touching the disk or the API.
+
+    ``secrets`` / ``configmaps`` map names to the objects as the API serves them (Secret
+    ``data`` base64-encoded). Raises PodNotReady when something the pod needs is missing.
+    """
+    metadata = pod.get("metadata", {})
+    host = (pod.get("status") or {}).get("podIP")
+    if not host:
+        raise PodNotReady("the pod has no IP yet")
+    container = _container(pod, PROXY_CONTAINER)
+    litellm = litellm or Path(sys.executable).parent / "litellm"
+
+    files, dirs, mounts = mount_layout(
+        pod, container, secrets=secrets, configmaps=configmaps, pod_dir=pod_dir
+    )
+
+    def rewrite(value: str) -> str:
+        return _rewrite_path(value, pod_dir, mounts)
+
+    pod_env = resolve_env(pod, container, secrets=secrets, configmaps=configmaps)
+    for name, value in pod_env.items():
+        pod_env[name] = (
+            os.pathsep.join(rewrite(p) for p in value.split(os.pathsep))
+            if name == "PYTHONPATH"
+            else rewrite(value)
+        )
+
+    command = [_expand(part, pod_env) for part in container.get("command") or []]
+    args = [_expand(part, pod_env) for part in container.get("args") or []]
+    if command and PurePosixPath(command[0]).name != "litellm":
+        raise UnsupportedPod(f"container {PROXY_CONTAINER!r} runs {command[0]!r}, not litellm")
+    tail = [rewrite(a) for a in command[1:] + args]
+    tail = _set_option(tail, "--host", host)
+    port_arg = _get_option(tail, "--port")
+    if port_arg is None:
+        port = _container_port(container, PROXY_PORT)
+        tail += ["--port", str(port)]
+    else:
+        port = int(port_arg)
+
+    config = _get_option(tail, "--config") or _get_option(tail, "-c")
+    config_dir = Path(config).parent if config else pod_dir
+
+    env = dict(base_env if base_env is not None else default_base_env(litellm))
+    env.update(pod_env)
+    python_path = [str(config_dir)] + [p for p in pod_env.get("PYTHONPATH", "").split(":") if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
+    # No network: the proxy must not fetch the model price map at start.
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    if KEYS_DIR_ENV not in env and _in_pod_dir(KEYS_MOUNT, mounts):
+        env[KEYS_DIR_ENV] = rewrite(KEYS_MOUNT)
+
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return ProxyLaunch(
+        namespace=metadata.get("namespace", "default"),
+        pod=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        host=host,
+        port=port,
+        argv=(str(litellm), *tail),
+        env=env,
+        cwd=config_dir,
+        pod_dir=pod_dir,
+        files=files,
+        dirs=dirs,
+        mounts=mounts,
+        grace_seconds=30.0 if grace is None else float(grace),
+    )
+
+
+def plan_ollama(pod: Mapping[str, Any]) -> OllamaLaunch:
+    metadata = pod.get("metadata", {})
+    container = _container(pod, OLLAMA_CONTAINER)
+    annotation = (metadata.get("annotations") or {}).get(OLLAMA_MODELS_ANNOTATION, "")
+    claims = tuple(
+        v["persistentVolumeClaim"]["claimName"]
+        for v in (pod.get("spec") or {}).get("volumes") or []
+        if "persistentVolumeClaim" in v
+    )
+    return OllamaLaunch(
+        namespace=metadata.get("namespace", "default"),
+        pod=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        host=(pod.get("status") or {}).get("podIP", ""),
+        port=_container_port(container, OLLAMA_PORT),
+        models=tuple(m.strip() for m in annotation.split(",") if m.strip()),
+        claims=claims,
+    )
+
+
+def default_base_env(litellm: Path) -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSTHROUGH_ENV if name in os.environ}
+    env["PATH"] = os.pathsep.join([str(litellm.parent), os.environ.get("PATH", os.defpath)])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def resolve_env(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    *,
+    secrets: Mapping[str, Mapping[str, Any]],
+    configmaps: Mapping[str, Mapping[str, Any]],
+) -> dict[str, str]:
+    """The container's environment as the kubelet computes it (envFrom, then env)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            ref = source["configMapRef"]
+            data = _configmap_data(configmaps, ref["name"], ref.get("optional", False))
+        else:
+            ref = source["secretRef"]
+            data = _secret_data(secrets, ref["name"], ref.get("optional", False))
+        for key, value in (data or {}).items():
+            name = prefix + key
+            if re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", name):
+                env[name] = value.decode(errors="replace")
+    for var in container.get("env") or []:
+        name = var["name"]
+        if "valueFrom" not in var:
+            env[name] = _expand(var.get("value", ""), env)
+            continue
+        value_from = var["valueFrom"]
+        value: str | None
+        if "secretKeyRef" in value_from:
+            value = _key_ref(secrets, value_from["secretKeyRef"], "Secret", _secret_data)
+        elif "configMapKeyRef" in value_from:
+            value = _key_ref(
+                configmaps, value_from["configMapKeyRef"], "ConfigMap", _configmap_data
+            )
+        elif "fieldRef" in value_from:
+            value = _field_ref(pod, value_from["fieldRef"]["fieldPath"])
+        elif "resourceFieldRef" in value_from:
+            value = _resource_field_ref(pod, container, value_from["resourceFieldRef"])
+        else:
+            raise UnsupportedPod(f"env {name}: unsupported valueFrom {sorted(value_from)}")
+        if value is not None:
+            env[name] = value
+    return env
+
+
+def mount_layout(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    *,
+    secrets: Mapping[str, Mapping[str, Any]],
+    configmaps: Mapping[str, Mapping[str, Any]],
+    pod_dir: Path,
+) -> tuple[dict[Path, FileContent], tuple[Path, ...], dict[str, Path]]:
+    """Files and directories of the container's volume mounts under ``pod_dir``.
+
+    Each mount path /a/b lands at ``pod_dir``/a/b, so nested mounts nest as in a container.
+    Returns (files, directories, mount path -> local path).
+    """
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    files: dict[Path, FileContent] = {}
+    dirs: list[Path] = []
+    mounts: dict[str, Path] = {}
+    for mount in container.get("volumeMounts") or []:
+        mount_path = mount["mountPath"]
+        target = _local(pod_dir, mount_path)
+        mounts[mount_path.rstrip("/") or "/"] = target
+        volume = volumes.get(mount["name"])
+        if volume is None:
+            raise UnsupportedPod(f"volumeMount {mount_path} names no volume {mount['name']!r}")
+        content = volume_files(pod, volume, secrets=secrets, configmaps=configmaps)
+        sub_path = (mount.get("subPath") or "").strip("/")
+        if content is None or not sub_path:
+            dirs.append(target)
+        for rel, file in (content or {}).items():
+            if not sub_path:
+                files[target / rel] = file
+            elif rel == sub_path:
+                files[target] = file
+            elif rel.startswith(sub_path + "/"):
+                files[target / rel[len(sub_path) + 1 :]] = file
+    return files, tuple(dirs), mounts
+
+
+def volume_files(
+    pod: Mapping[str, Any],
+    volume: Mapping[str, Any],
+    *,
+    secrets: Mapping[str, Mapping[str, Any]],
+    configmaps: Mapping[str, Mapping[str, Any]],
+) -> dict[str, FileContent] | None:
+    """The files of a ConfigMap/Secret/projected/downwardAPI volume (relative paths);
+    None for a volume that is a directory (emptyDir, and anything else the runner only
+    needs to exist)."""
+    if "configMap" in volume:
+        return _key_files(configmaps, volume["configMap"], "ConfigMap", _configmap_data)
+    if "secret" in volume:
+        source = dict(volume["secret"])
+        source.setdefault("name", source.get("secretName"))
+        return _key_files(secrets, source, "Secret", _secret_data)
+    if "downwardAPI" in volume:
+        return _downward_files(pod, volume["downwardAPI"], volume["downwardAPI"].get("defaultMode"))
+    if "projected" in volume:
+        projected = volume["projected"]
+        default_mode = projected.get("defaultMode")
+        files: dict[str, FileContent] = {}
+        for source in projected.get("sources") or []:
+            if "configMap" in source:
+                ref = {"defaultMode": default_mode, **source["configMap"]}
+                files.update(_key_files(configmaps, ref, "ConfigMap", _configmap_data))
+            elif "secret" in source:
+                ref = {"defaultMode": default_mode, **source["secret"]}
+                files.update(_key_files(secrets, ref, "Secret", _secret_data))
+            elif "downwardAPI" in source:
+                files.update(_downward_files(pod, source["downwardAPI"], default_mode))
+            # serviceAccountToken: the proxy does not talk to the API server.
+        return files
+    return None
+
+
+def _key_files(
+    objects: Mapping[str, Mapping[str, Any]],
+    ref: Mapping[str, Any],
+    kind: str,
+    read: Callable[[Mapping[str, Mapping[str, Any]], str, bool], dict[str, bytes] | None],
+) -> dict[str, FileContent]:
+    optional = bool(ref.get("optional", False))
+    data = read(objects, ref["name"], optional)
+    if data is None:
+        return {}
+    default_mode = ref.get("defaultMode")
+    mode = 0o644 if default_mode is None else int(default_mode)
+    items = ref.get("items")
+    if not items:
+        return {key: FileContent(value, mode) for key, value in data.items()}
+    files = {}
+    for item in items:
+        if item["key"] not in data:
+            if optional:
+                continue
+            raise PodNotReady(f"couldn't find key {item['key']} in {kind} {ref['name']}")
+        item_mode = item.get("mode")
+        files[_safe_rel(item["path"])] = FileContent(
+            data[item["key"]], mode if item_mode is None else int(item_mode)
+        )
+    return files
+
+
+def _downward_files(
+    pod: Mapping[str, Any], source: Mapping[str, Any], default_mode: int | None
+) -> dict[str, FileContent]:
+    files = {}
+    for item in source.get("items") or []:
+        if "fieldRef" in item:
+            value = _field_ref(pod, item["fieldRef"]["fieldPath"])
+        else:
+            container = _container(pod, item["resourceFieldRef"].get("containerName", ""))
+            value = _resource_field_ref(pod, container, item["resourceFieldRef"])
+        mode = item.get("mode", default_mode)
+        files[_safe_rel(item["path"])] = FileContent(
+            value.encode(), 0o644 if mode is None else int(mode)
+        )
+    return files
+
+
+def _secret_data(
+    secrets: Mapping[str, Mapping[str, Any]], name: str, optional: bool
+) -> dict[str, bytes] | None:
+    secret = secrets.get(name)
+    if secret is None:
+        if optional:
+            return None
+        raise PodNotReady(f'secret "{name}" not found')
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def _configmap_data(
+    configmaps: Mapping[str, Mapping[str, Any]], name: str, optional: bool
+) -> dict[str, bytes] | None:
+    configmap = configmaps.get(name)
+    if configmap is None:
+        if optional:
+            return None
+        raise PodNotReady(f'configmap "{name}" not found')
+    data = {k: v.encode() for k, v in (configmap.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (configmap.get("binaryData") or {}).items()})
+    return data
+
+
+def _key_ref(
+    objects: Mapping[str, Mapping[str, Any]],
+    ref: Mapping[str, Any],
+    kind: str,
+    read: Callable[[Mapping[str, Mapping[str, Any]], str, bool], dict[str, bytes] | None],
+) -> str | None:
+    optional = bool(ref.get("optional", False))
+    data = read(objects, ref["name"], optional)
+    if data is None:
+        return None
+    if ref["key"] not in data:
+        if optional:
+            return None
+        raise PodNotReady(f"couldn't find key {ref['key']} in {kind} {ref['name']}")
+    return data[ref["key"]].decode(errors="replace")
+
+
+def _field_ref(pod: Mapping[str, Any], path: str) -> str:
+    metadata = pod.get("metadata", {})
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    if match:
+        return str((metadata.get(match[1]) or {}).get(match[2], ""))
+    simple = {
+        "metadata.name": metadata.get("name"),
+        "metadata.namespace": metadata.get("namespace"),
+        "metadata.uid": metadata.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.podIP": status.get("podIP"),
+        "status.hostIP": status.get("hostIP"),
+        "status.podIPs": ",".join(p.get("ip", "") for p in status.get("podIPs") or []),
+        "status.hostIPs": ",".join(p.get("ip", "") for p in status.get("hostIPs") or []),
+    }
+    if path not in simple:
+        raise UnsupportedPod(f"unsupported fieldRef {path}")
+    return str(simple[path] or "")
+
+
+_QUANTITY = re.compile(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?")
+_SUFFIXES = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def parse_quantity(quantity: str | int | float) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "2Gi", "1e3") as a number."""
+    match = _QUANTITY.fullmatch(str(quantity).strip())
+    if not match:
+        raise ValueError(f"not a quantity: {quantity!r}")
+    return Decimal(match[1]) * _SUFFIXES[match[2] or ""]
+
+
+def _resource_field_ref(
+    pod: Mapping[str, Any], container: Mapping[str, Any], ref: Mapping[str, Any]
+) -> str:
+    if ref.get("containerName"):
+        container = _container(pod, ref["containerName"])
+    kind, _, resource = ref["resource"].partition(".")
+    resources = container.get("resources") or {}
+    value = (resources.get(kind) or {}).get(resource)
+    if value is None and kind == "requests":
+        value = (resources.get("limits") or {}).get(resource)
+    if value is None:
+        # Without a limit the kubelet reports the node's allocatable amount.
+        value = (os.cpu_count() or 1) if resource == "cpu" else 0
+    divisor = parse_quantity(ref.get("divisor") or "1")
+    return str(math.ceil(parse_quantity(value) / divisor))
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: known names are replaced, $$ escapes, others stay."""
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char == "$" and i + 1 < len(value):
+            following = value[i + 1]
+            if following == "$":
+                out.append("$")
+                i += 2
+                continue
+            if following == "(":
+                end = value.find(")", i + 2)
+                if end != -1:
+                    name = value[i + 2 : end]
+                    out.append(env[name] if name in env else value[i : end + 1])
+                    i = end + 1
+                    continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list((pod.get("spec") or {}).get("containers") or [])
+
+
+def _container(pod: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    for container in _containers(pod):
+        if container.get("name") == name:
+            return container
+    raise UnsupportedPod(f"the pod has no container {name!r}")
+
+
+def _container_port(container: Mapping[str, Any], default: int) -> int:
+    ports = container.get("ports") or []
+    for port in ports:
+        if port.get("name") == "http":
+            return int(port["containerPort"])
+    return int(ports[0]["containerPort"]) if ports else default
+
+
+def _get_option(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+    return None
+
+
+def _set_option(args: list[str], name: str, value: str) -> list[str]:
+    out = []
+    found = False
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if arg == name and i + 1 < len(args):
+            out += [name, value]
+            skip = found = True
+        elif arg.startswith(name + "="):
+            out.append(f"{name}={value}")
+            found = True
+        else:
+            out.append(arg)
+    return out if found else [*out, name, value]
+
+
+def _local(pod_dir: Path, mount_path: str) -> Path:
+    return pod_dir / _safe_rel(mount_path.lstrip("/")) if mount_path.strip("/") else pod_dir
+
+
+def _safe_rel(path: str) -> str:
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or ".." in parts:
+        raise UnsupportedPod(f"path {path!r} escapes its volume")
+    return str(PurePosixPath(*parts)) if parts else ""
+
+
+def _in_pod_dir(path: str, mount_paths: Iterable[str]) -> bool:
+    """Whether a container path lies in a mount, or is a directory leading to one (which the
+    container runtime creates). Either way it has its place under the pod dir."""
+    path = path.rstrip("/")
+    if not path.startswith("/"):
+        return False
+    for mount_path in mount_paths:
+        mount_path = mount_path.rstrip("/")
+        if path == mount_path or path.startswith(mount_path + "/"):
+            return True
+        if mount_path.startswith(path + "/"):
+            return True
+    return False
+
+
+def _rewrite_path(value: str, pod_dir: Path, mount_paths: Iterable[str]) -> str:
+    """A path in a mount, as an absolute path or a ``--flag=PATH`` value, made local."""
+    mount_paths = list(mount_paths)
+    if _in_pod_dir(value, mount_paths):
+        return str(pod_dir / value.lstrip("/"))
+    if value.startswith("-") and "=" in value:
+        flag, _, path = value.partition("=")
+        if _in_pod_dir(path, mount_paths):
+            return f"{flag}={pod_dir / path.lstrip('/')}"
+    return value
+
+
+# -- the I/O part ----------------------------------------------------------------------------
+
+
+def sync_files(
+    files: Mapping[Path, FileContent], dirs: Iterable[Path], previous: Iterable[Path] = ()
+) -> tuple[set[Path], bool]:
+    """Make the disk hold ``files`` and ``dirs``; remove files of ``previous`` no longer
+    wanted. Each changed file is replaced atomically, so a reader never sees half a key.
+    Returns (the files now written, whether anything changed)."""
+    changed = False
+    for directory in dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+    for path, content in files.items():
+        try:
+            same = path.read_bytes() == content.data and (path.stat().st_mode & 0o777) == (
+                content.mode & 0o777
+            )
+        except OSError:
+            same = False
+        if same:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(content.data)
+        tmp.chmod(content.mode & 0o777)
+        os.replace(tmp, path)
+        changed = True
+    for path in set(previous) - set(files):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            changed = True
+    return set(files), changed
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    # Resolved before any fork: a child of a threaded parent should only make the call.
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it when the thread that started it dies."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+_RUNNERS: weakref.WeakSet[ProcessRunner] = weakref.WeakSet()
+
+
+class ManagedProcess:
+    """A started process in its own process group, logging to a file."""
+
+    def __init__(
+        self, argv: Iterable[str], *, env: Mapping[str, str], cwd: Path, log_path: Path
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._stopped = False
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            out.write(f"--- {time.strftime('%H:%M:%S')} start: {shlex.join(self.argv)}\n".encode())
+            out.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        _LIVE.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def signal(self, signum: int) -> None:
+        # The whole group: uvicorn/gunicorn workers are children of the proxy process.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signum)
+
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
+        if self._stopped:
+            return self.popen.returncode
+        if self.alive:
+            self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait()
+        self.signal(signal.SIGKILL)  # stray workers left in the group
+        self._stopped = True
+        self.note(f"exited with {self.popen.returncode}")
+        _LIVE.discard(self)
+        return self.popen.returncode
+
+    def note(self, message: str) -> None:
+        with contextlib.suppress(OSError), self.log_path.open("a") as out:
+            out.write(f"--- {time.strftime('%H:%M:%S')} {message}\n")
+
+    def tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> ManagedProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def launch_proxy(launch: ProxyLaunch, log_path: Path) -> ManagedProcess:
+    """Write the pod's files and start its litellm proxy (does not wait for it to serve)."""
+    sync_files(launch.files, launch.dirs)
+    return ManagedProcess(launch.argv, env=launch.env, cwd=launch.cwd, log_path=log_path)
+
+
+def _no_proxy_opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def wait_http_ok(url: str, timeout: float = 60.0, *, process: ManagedProcess | None = None) -> None:
+    """Wait until GET ``url`` answers 2xx; fail early if ``process`` exits."""
+    opener = _no_proxy_opener()
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        if process is not None and not process.alive:
+            raise RuntimeError(
+                f"process exited with {process.returncode} before {url} answered:\n{process.tail()}"
+            )
+        try:
+            with opener.open(url, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return
+                last = f"HTTP {response.status}"
+        except Exception as exc:  # any failure means "not yet"
+            last = str(exc)
+        if time.monotonic() > deadline:
+            tail = f"\n{process.tail()}" if process is not None else ""
+            raise TimeoutError(f"{url} not answering after {timeout}s ({last}){tail}")
+        time.sleep(0.2)
+
+
+def _tail(path: Path | None, lines: int = 40) -> str:
+    if path is None:
+        return ""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A snapshot of what the runner runs for one pod."""
+
+    namespace: str
+    pod: str
+    uid: str
+    component: str  # "proxy" | "ollama"
+    host: str
+    port: int
+    state: str  # "waiting" (not started yet) | "running" | "exited" | "terminating"
+    pid: int | None  # None when served in-process (the fake Ollama)
+    restarts: int
+    log_path: Path | None
+    pod_dir: Path | None
+    reason: str = ""  # why it is waiting or exited
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return self.url + (PROXY_HEALTH_PATH if self.component == "proxy" else "/")
+
+
+@dataclass
+class _Entry:
+    namespace: str
+    name: str
+    uid: str
+    component: str
+    host: str
+    pod: dict[str, Any]
+    port: int = 0
+    pod_dir: Path | None = None
+    log_path: Path | None = None
+    process: ManagedProcess | None = None
+    fake: FakeOllama | None = None
+    claims: tuple[str, ...] = ()
+    files: set[Path] = field(default_factory=set)
+    restarts: int = 0
+    retry_at: float = 0.0
+    exit_seen: bool = False
+    grace: float = 10.0
+    kill_at: float | None = None
+    refreshed_at: float = 0.0
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def info(self) -> ProcessInfo:
+        if self.kill_at is not None:
+            state = "terminating"
+        elif self.process is not None:
+            state = "running" if self.process.alive else "exited"
+        elif self.fake is not None:
+            state = "running"
+        else:
+            state = "waiting"
+        return ProcessInfo(
+            namespace=self.namespace,
+            pod=self.name,
+            uid=self.uid,
+            component=self.component,
+            host=self.host,
+            port=self.port,
+            state=state,
+            pid=self.process.pid if self.process is not None else None,
+            restarts=self.restarts,
+            log_path=self.log_path,
+            pod_dir=self.pod_dir,
+            reason=self.reason,
+        )
+
+
+class ProcessRunner:
+    """Runs a real process for each llmroute pod that kwok runs in name only.
+
+    Use as a context manager, or start()/stop(). Give it a kubeconfig path or an
+    ``api_client`` (kubernetes.client.ApiClient; the runner uses it from its own thread).
+    ``namespace`` limits it to one namespace (default: all). ``workdir`` holds
+    ``logs/<ns>_<pod>.log`` and ``pods/`` (one directory per running pod); without one a
+    temporary directory is made and removed by stop().
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | Path | None = None,
+        *,
+        api_client: Any = None,
+        namespace: str | None = None,
+        workdir: str | Path | None = None,
+        poll_interval: float = 0.5,
+        refresh_interval: float = 1.0,
+        max_grace: float = 10.0,
+        ollama_models: Iterable[str] = (),
+        ollama_pull_delay: float = 0.0,
+        litellm: Path | None = None,
+    ) -> None:
+        if (kubeconfig is None) == (api_client is None):
+            raise ValueError("give exactly one of kubeconfig and api_client")
+        self._kubeconfig = kubeconfig
+        self._api_client = api_client
+        self._own_client = api_client is None
+        self.namespace = namespace
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="llmroute-runner-"))
+        self.poll_interval = poll_interval
+        self.refresh_interval = refresh_interval
+        self.max_grace = max_grace
+        self.ollama_models = tuple(ollama_models)
+        self.ollama_pull_delay = ollama_pull_delay
+        self.litellm = litellm or Path(sys.executable).parent / "litellm"
+        self._entries: dict[tuple[str, str], _Entry] = {}  # (uid, pod IP) -> entry
+        self._ollama_store: dict[tuple[str, str], list[str]] = {}  # (ns, PVC) -> models
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._core: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ProcessRunner:
+        from kubernetes import client, config
+
+        if self._thread is not None:
+            raise RuntimeError("the runner is already started")
+        if self._api_client is None:
+            self._api_client = config.new_client_from_config(config_file=str(self._kubeconfig))
+        self._core = client.CoreV1Api(self._api_client)
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "pods").mkdir(parents=True, exist_ok=True)
+        self._stopping = False
+        # Processes are started from this thread and die with it (PR_SET_PDEATHSIG is tied
+        # to the starting thread), so it lives until stop() has ended them.
+        self._thread = threading.Thread(target=self._loop, name="llmroute-runner", daemon=True)
+        _RUNNERS.add(self)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after the grace period) and the loop."""
+        with self._lock:
+            self._stopping = True
+            entries = list(self._entries.values())
+            for entry in entries:
+                self._begin_stop(entry, "runner stopping")
+            for entry in entries:
+                if entry.process is not None:
+                    remaining = max(0.0, (entry.kill_at or 0) - time.monotonic())
+                    entry.process.stop(grace=remaining)
+                self._finish(entry)
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        _RUNNERS.discard(self)
+        if self._own_client and self._api_client is not None:
+            with contextlib.suppress(Exception):
+                self._api_client.close()
+            self._api_client = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ProcessRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def processes(self, namespace: str | None = None) -> list[ProcessInfo]:
+        with self._lock:
+            infos = [e.info() for e in self._entries.values()]
+        return sorted(
+            (i for i in infos if namespace is None or i.namespace == namespace),
+            key=lambda i: (i.namespace, i.pod),
+        )
+
+    def process(self, pod: str, namespace: str | None = None) -> ProcessInfo | None:
+        """The live (not terminating) entry of a pod, if any."""
+        for info in self.processes(namespace):
+            if info.pod == pod and info.state != "terminating":
+                return info
+        return None
+
+    def wait_serving(
+        self, pod: str, timeout: float = 60.0, namespace: str | None = None
+    ) -> ProcessInfo:
+        """Wait until the pod's process answers its health check (litellm's
+        /health/liveliness, Ollama's /); returns its info."""
+        opener = _no_proxy_opener()
+        deadline = time.monotonic() + timeout
+        last = "no process yet"
+        while True:
+            info = self.process(pod, namespace)
+            if info is not None and info.state == "running":
+                try:
+                    with opener.open(info.health_url, timeout=2) as response:
+                        if response.status == 200:
+                            return info
+                except Exception as exc:  # any failure means "not yet"
+                    last = str(exc)
+            elif info is not None:
+                last = f"{info.state} {info.reason}".strip()
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"pod {pod} not serving after {timeout}s ({last})\n"
+                    f"{_tail(info.log_path) if info else ''}"
+                )
+            time.sleep(0.2)
+
+    def wait_stopped(self, pod: str, timeout: float = 30.0, namespace: str | None = None) -> None:
+        """Wait until the runner has nothing running for the pod any more."""
+        deadline = time.monotonic() + timeout
+        while any(i.pod == pod for i in self.processes(namespace)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pod {pod} still has a process after {timeout}s")
+            time.sleep(0.1)
+
+    def ollama(self, pod: str, namespace: str | None = None) -> FakeOllama:
+        """The fake Ollama serving an Ollama pod (to switch its behaviour, seed models...)."""
+        with self._lock:
+            for entry in self._entries.values():
+                matches = namespace is None or entry.namespace == namespace
+                if matches and entry.name == pod and entry.fake is not None:
+                    return entry.fake
+        raise LookupError(f"no fake Ollama runs for pod {pod}")
+
+    def log(self, pod: str, namespace: str | None = None, lines: int = 200) -> str:
+        info = next((i for i in self.processes(namespace) if i.pod == pod), None)
+        return _tail(info.log_path, lines) if info else ""
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                self._sync()
+            except Exception:
+                log.exception("runner: sync failed; retrying")
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def _list_pods(self) -> list[dict[str, Any]]:
+        kwargs = {
+            "label_selector": MANAGED_BY_SELECTOR,
+            "_preload_content": False,
+            "_request_timeout": (5, 15),
+        }
+        if self.namespace:
+            response = self._core.list_namespaced_pod(self.namespace, **kwargs)
+        else:
+            response = self._core.list_pod_for_all_namespaces(**kwargs)
+        return json.loads(response.data)["items"]
+
+    def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        read = (
+            self._core.read_namespaced_secret
+            if kind == "Secret"
+            else self._core.read_namespaced_config_map
+        )
+        try:
+            response = read(name, namespace, _preload_content=False, _request_timeout=(5, 15))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(response.data)
+
+    def _references(self, pod: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        namespace = pod["metadata"]["namespace"]
+        secret_names, configmap_names = pod_references(pod)
+        secrets = {n: o for n in secret_names if (o := self._read("Secret", namespace, n))}
+        configmaps = {n: o for n in configmap_names if (o := self._read("ConfigMap", namespace, n))}
+        return secrets, configmaps
+
+    def _sync(self) -> None:
+        pods = self._list_pods()
+        with self._lock:
+            if self._stopping:
+                return
+            now = time.monotonic()
+            wanted: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+            for pod in pods:
+                component = pod_component(pod)
+                if component and pod_is_running(pod):
+                    key = (pod["metadata"]["uid"], pod["status"]["podIP"])
+                    wanted[key] = (pod, component)
+
+            for key, entry in list(self._entries.items()):
+                if entry.kill_at is None and key not in wanted:
+                    self._begin_stop(entry, "pod deleted or not running")
+                if entry.kill_at is not None:
+                    if entry.process is None or not entry.process.alive:
+                        self._finish(entry)
+                    elif now >= entry.kill_at:
+                        entry.process.signal(signal.SIGKILL)
+
+            for key, (pod, component) in wanted.items():
+                entry = self._entries.get(key)
+                if entry is None:
+                    metadata = pod["metadata"]
+                    entry = _Entry(
+                        namespace=metadata["namespace"],
+                        name=metadata["name"],
+                        uid=metadata["uid"],
+                        component=component,
+                        host=key[1],
+                        pod=pod,
+                    )
+                    self._entries[key] = entry
+                entry.pod = pod
+                self._tend(entry, now)
+
+    def _tend(self, entry: _Entry, now: float) -> None:
+        """Start, restart or refresh one wanted pod's process."""
+        if entry.process is not None and not entry.process.alive and not entry.exit_seen:
+            entry.exit_seen = True
+            entry.restarts += 1
+            entry.reason = f"exited with {entry.process.returncode}"
+            entry.process.note(entry.reason)
+            # The kubelet's crash back-off, shortened for tests: 1 s, 2 s, 4 s ... 30 s.
+            entry.retry_at = now + min(30.0, 2.0 ** (entry.restarts - 1))
+            log.warning("runner: %s %s; restarting", entry.label, entry.reason)
+        running = (entry.process is not None and entry.process.alive) or entry.fake is not None
+        if running:
+            if entry.component == "proxy" and now - entry.refreshed_at >= self.refresh_interval:
+                self._refresh(entry, now)
+            return
+        if now < entry.retry_at or self._address_taken(entry):
+            return
+        try:
+            if entry.component == "proxy":
+                self._start_proxy(entry, now)
+            else:
+                self._start_ollama(entry)
+            entry.reason = ""
+            entry.exit_seen = False
+        except (PodNotReady, UnsupportedPod, OSError) as exc:
+            if str(exc) != entry.reason:
+                log.info("runner: %s waits: %s", entry.label, exc)
+            entry.reason = str(exc)
+            entry.retry_at = now + 1.0
+
+    def _address_taken(self, entry: _Entry) -> bool:
+        """Another (terminating) process still holds this pod's IP and port."""
+        return any(
+            other is not entry
+            and other.host == entry.host
+            and (other.port == entry.port or not entry.port)
+            and ((other.process is not None and other.process.alive) or other.fake is not None)
+            for other in self._entries.values()
+        )
+
+    def _pod_dir(self, entry: _Entry) -> Path:
+        return self.workdir / "pods" / f"{entry.namespace}_{entry.name}_{entry.uid[:8]}"
+
+    def _log_path(self, entry: _Entry) -> Path:
+        return self.workdir / "logs" / f"{entry.namespace}_{entry.name}.log"
+
+    def _start_proxy(self, entry: _Entry, now: float) -> None:
+        secrets, configmaps = self._references(entry.pod)
+        pod_dir = self._pod_dir(entry)
+        launch = plan_proxy_launch(
+            entry.pod,
+            secrets=secrets,
+            configmaps=configmaps,
+            pod_dir=pod_dir,
+            litellm=self.litellm,
+        )
+        entry.port = launch.port
+        entry.pod_dir = pod_dir
+        entry.log_path = self._log_path(entry)
+        entry.files, _ = sync_files(launch.files, launch.dirs, entry.files)
+        entry.refreshed_at = now
+        if entry.process is not None:
+            entry.process.stop(grace=0)  # the exited one: reap it and any stray workers
+        entry.process = ManagedProcess(
+            launch.argv, env=launch.env, cwd=launch.cwd, log_path=entry.log_path
+        )
+        entry.grace = min(launch.grace_seconds, self.max_grace)
+        log.info("runner: %s runs litellm at %s (pid %d)", entry.label, launch.url, entry.pid)
+
+    def _refresh(self, entry: _Entry, now: float) -> None:
+        """Rewrite Secret/ConfigMap volume files that changed (env stays as started)."""
+        entry.refreshed_at = now
+        try:
+            secrets, configmaps = self._references(entry.pod)
+            container = _container(entry.pod, PROXY_CONTAINER)
+            files, dirs, _ = mount_layout(
+                entry.pod,
+                container,
+                secrets=secrets,
+                configmaps=configmaps,
+                pod_dir=entry.pod_dir or self._pod_dir(entry),
+            )
+        except (PodNotReady, UnsupportedPod) as exc:
+            # The kubelet keeps the last content while a source is missing.
+            log.debug("runner: %s keeps its volumes: %s", entry.label, exc)
+            return
+        entry.files, changed = sync_files(files, dirs, entry.files)
+        if changed:
+            log.info("runner: %s volumes updated", entry.label)
+            if entry.process is not None:
+                entry.process.note("volumes updated from their Secrets/ConfigMaps")
+
+    def _start_ollama(self, entry: _Entry) -> None:
+        launch = plan_ollama(entry.pod)
+        models = list(self.ollama_models) + list(launch.models)
+        for claim in launch.claims:
+            models += self._ollama_store.get((entry.namespace, claim), [])
+        fake = FakeOllama(
+            name=f"fake-ollama {entry.label}", models=models, pull_delay=self.ollama_pull_delay
+        )
+        fake.start(launch.host, launch.port)
+        entry.fake = fake
+        entry.port = launch.port
+        entry.claims = launch.claims
+        log.info("runner: %s serves the fake Ollama at %s", entry.label, fake.url)
+
+    def _begin_stop(self, entry: _Entry, reason: str) -> None:
+        entry.kill_at = time.monotonic() + min(entry.grace, self.max_grace)
+        if entry.process is not None and entry.process.alive:
+            log.info("runner: %s stopping (%s)", entry.label, reason)
+            entry.process.note(f"stopping: {reason}")
+            entry.process.signal(signal.SIGTERM)
+        if entry.fake is not None:
+            for claim in entry.claims:
+                self._ollama_store[(entry.namespace, claim)] = entry.fake.present_models
+            entry.fake.stop()
+            entry.fake = None
+            log.info("runner: %s fake Ollama stopped (%s)", entry.label, reason)
+
+    def _finish(self, entry: _Entry) -> None:
+        if entry.process is not None:
+            entry.process.stop(grace=0)  # reaps it and kills stray group members
+        if entry.pod_dir is not None:
+            shutil.rmtree(entry.pod_dir, ignore_errors=True)
+        self._entries.pop((entry.uid, entry.host), None)
+
+
+@atexit.register
+def _stop_everything() -> None:
+    for runner in list(_RUNNERS):
+        with contextlib.suppress(Exception):
+            runner.stop()
+    for process in list(_LIVE):
+        with contextlib.suppress(Exception):
+            process.stop(grace=3)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster.runner",
+        description="Run the real litellm proxy (and a fake Ollama) for llmroute's pods.",
+    )
+    parser.add_argument("--kubeconfig", required=True, type=Path)
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--namespace", help="only this namespace (default: all)")
+    parser.add_argument(
+        "--ollama-models", default="", help="comma-separated models every fake Ollama starts with"
+    )
+    parser.add_argument("--ollama-pull-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    runner = ProcessRunner(
+        args.kubeconfig,
+        namespace=args.namespace,
+        workdir=args.workdir,
+        ollama_models=[m for m in args.ollama_models.split(",") if m.strip()],
+        ollama_pull_delay=args.ollama_pull_delay,
+    )
+    with runner:
+        log.info("runner: watching pods %s; logs in %s", MANAGED_BY_SELECTOR, args.workdir / "logs")
+        while not done.wait(1):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""kopf handlers. Importing this package registers them."""
+
+from . import route, settings
+
+__all__ = ["route", "settings"]

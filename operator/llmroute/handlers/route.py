@@ -1,0 +1,394 @@
+"""LLMRoute handlers: fetch inputs, render, apply, write status. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+from collections import defaultdict
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .. import kube
+from ..api import GROUP, ROUTE_PLURAL, VERSION
+from ..api.validation import validate
+from ..render import RenderedRoute, RenderError, check_litellm_config, render_route
+from . import state
+from .conditions import condition_status, ordered, set_condition
+
+CONDITION_ORDER = ("Ready", "ConfigValid", "SecretsResolved", "ProxyAvailable", "OllamaReady")
+MANAGED = {"app.kubernetes.io/managed-by": "llmroute"}
+ROUTE_LABEL = "llmroute.dev/route"
+# Seconds before kopf retries a route whose referenced Secret is missing; a Secret event
+# reconciles it at once, so this is only the safety net.
+SECRET_RETRY_DELAY = 30
+
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, ROUTE_PLURAL)
+@kopf.on.create(GROUP, VERSION, ROUTE_PLURAL)
+@kopf.on.update(GROUP, VERSION, ROUTE_PLURAL)
+def reconcile_route_handler(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    reconcile(dict(body), logger)
+
+
+@kopf.on.delete(GROUP, VERSION, ROUTE_PLURAL, optional=True)
+def route_deleted(name: str, logger: logging.Logger, **_: Any) -> None:
+    # optional=True: no finalizer. Children carry ownerReferences and are
+    # garbage-collected by the cluster.
+    logger.info("LLMRoute %s deleted; its children are garbage-collected", name)
+
+
+@kopf.index(GROUP, VERSION, ROUTE_PLURAL)
+def routes_by_secret(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, Secret name) -> route name, for every Secret a route references."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    return {(namespace, secret): name for secret in referenced_secret_names(body.get("spec", {}))}
+
+
+@kopf.on.event(
+    "",
+    "v1",
+    "secrets",
+    when=lambda body, routes_by_secret, **_: bool(
+        routes_by_secret.get((body["metadata"].get("namespace"), body["metadata"]["name"]))
+    ),
+)
+def secret_changed(
+    body: kopf.Body, routes_by_secret: kopf.Index, logger: logging.Logger, **_: Any
+) -> None:
+    """A Secret that routes reference appeared or changed: reconcile those routes now."""
+    namespace = body["metadata"]["namespace"]
+    for route_name in set(routes_by_secret.get((namespace, body["metadata"]["name"]), [])):
+        _reconcile_by_name(namespace, route_name, logger)
+
+
+@kopf.on.event(
+    "apps", "v1", "deployments", labels={**MANAGED, "app.kubernetes.io/component": "proxy"}
+)
+def proxy_deployment_changed(
+    type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
+) -> None:
+    route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
+    if not route_name:
+        return
+    namespace = body["metadata"]["namespace"]
+    if type == "DELETED" or _edited_by_someone_else(body):
+        _reconcile_by_name(namespace, route_name, logger)
+    else:
+        _update_proxy_available(namespace, route_name, dict(body))
+
+
+def _restore_on_change(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    """A child deleted or edited by someone else is restored from the route."""
+    route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
+    if route_name and (type == "DELETED" or _edited_by_someone_else(body)):
+        _reconcile_by_name(body["metadata"]["namespace"], route_name, logger)
+
+
+for _group, _version, _plural in (
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+):
+    kopf.on.event(_group, _version, _plural, labels=MANAGED)(_restore_on_change)
+
+
+# -- reconciliation ----------------------------------------------------------------
+
+
+def reconcile(route: dict, logger: logging.Logger) -> None:
+    """Bring the children of `route` to the rendered state and report it in status."""
+    meta = route["metadata"]
+    with _locks[(meta["namespace"], meta["name"])]:
+        _reconcile_locked(route, logger)
+
+
+def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
+    api = state.api_client()
+    meta = route["metadata"]
+    generation = meta.get("generation")
+    status = dict(route.get("status") or {})
+    conditions = list(status.get("conditions") or [])
+
+    def report(**changes: Any) -> None:
+        _write_status(api, route, {**status, **changes, "conditions": conditions})
+
+    errors = validate(route)
+    if errors:
+        message = "; ".join(str(e) for e in errors[:5])
+        conditions = set_condition(
+            conditions, "ConfigValid", False, "InvalidSpec", message, generation
+        )
+        conditions = _ready(conditions, generation)
+        report(observedGeneration=generation)
+        raise kopf.PermanentError(f"invalid spec: {message}")
+
+    try:
+        rendered = render_route(route, master_key_secret=_master_key_secret_name(route))
+    except RenderError as error:
+        conditions = set_condition(
+            conditions, "ConfigValid", False, "InvalidSpec", str(error), generation
+        )
+        conditions = _ready(conditions, generation)
+        report(observedGeneration=generation)
+        raise kopf.PermanentError(f"invalid spec: {error}") from error
+    problems = check_litellm_config(rendered.config)
+    if problems:
+        message = "; ".join(problems[:5])
+        conditions = set_condition(
+            conditions, "ConfigValid", False, "LiteLLMRejected", message, generation
+        )
+        conditions = _ready(conditions, generation)
+        report(observedGeneration=generation)
+        raise kopf.PermanentError(f"litellm rejects the rendered config: {message}")
+    conditions = set_condition(
+        conditions,
+        "ConfigValid",
+        True,
+        "Valid",
+        "the spec renders a valid LiteLLM config",
+        generation,
+    )
+
+    missing = _missing_secrets(api, route, rendered)
+    if missing:
+        message = "; ".join(missing)
+        conditions = set_condition(
+            conditions, "SecretsResolved", False, "SecretNotFound", message, generation
+        )
+        conditions = _ready(conditions, generation)
+        report(observedGeneration=generation)
+        raise kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY)
+    conditions = set_condition(
+        conditions,
+        "SecretsResolved",
+        True,
+        "Found",
+        "every referenced Secret key exists",
+        generation,
+    )
+
+    owner = kube.owner_reference(route)
+    if rendered.generated_secret is not None:
+        _create_master_key_secret(api, rendered.generated_secret, owner, logger)
+    deployment = None
+    for obj in rendered.objects:
+        applied = kube.apply(api, _owned(obj, owner))
+        if obj["kind"] == "Deployment":
+            deployment = applied
+    conditions = _proxy_condition(conditions, deployment, generation)
+    conditions = _ready(conditions, generation)
+    report(
+        observedGeneration=generation,
+        endpoint=f"http://{meta['name']}.{meta['namespace']}.svc:4000",
+        models=rendered.models,
+        configHash=rendered.config_hash,
+        masterKeySecret=_master_key_secret_name(route),
+    )
+
+
+def _reconcile_by_name(namespace: str, name: str, logger: logging.Logger) -> None:
+    api = client.CustomObjectsApi(state.api_client())
+    try:
+        route = api.get_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, name)
+    except ApiException as error:
+        if error.status == 404:
+            return
+        raise
+    if route["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        reconcile(route, logger)
+    except (kopf.TemporaryError, kopf.PermanentError) as error:
+        # Already reported in the route's status; kopf's own retry covers the rest.
+        logger.info("route %s/%s not reconciled: %s", namespace, name, error)
+
+
+def _update_proxy_available(namespace: str, route_name: str, deployment: dict) -> None:
+    api = client.CustomObjectsApi(state.api_client())
+    with _locks[(namespace, route_name)]:
+        try:
+            route = api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, ROUTE_PLURAL, route_name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        status = dict(route.get("status") or {})
+        generation = status.get("observedGeneration")
+        conditions = _proxy_condition(list(status.get("conditions") or []), deployment, generation)
+        conditions = _ready(conditions, generation)
+        _write_status(state.api_client(), route, {**status, "conditions": conditions})
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def referenced_secret_names(spec: dict) -> set[str]:
+    names = set()
+    for model in spec.get("models") or []:
+        for target in model.get("targets") or []:
+            for ref in ("apiKeySecretRef", "credentialsSecretRef"):
+                if target.get(ref, {}).get("name"):
+                    names.add(target[ref]["name"])
+    auth = spec.get("auth") or {}
+    if auth.get("masterKeySecretRef", {}).get("name"):
+        names.add(auth["masterKeySecretRef"]["name"])
+    for caller in auth.get("callers") or []:
+        names.add(caller["keySecretRef"]["name"])
+    redis = (spec.get("router") or {}).get("redis") or {}
+    if redis.get("passwordSecretRef", {}).get("name"):
+        names.add(redis["passwordSecretRef"]["name"])
+    return names
+
+
+def _master_key_secret_name(route: dict) -> str:
+    ref = ((route.get("spec") or {}).get("auth") or {}).get("masterKeySecretRef") or {}
+    return ref.get("name") or f"{route['metadata']['name']}-master-key"
+
+
+def _missing_secrets(api: client.ApiClient, route: dict, rendered: RenderedRoute) -> list[str]:
+    """Human-readable problems for referenced Secrets or keys that do not exist."""
+    namespace = route["metadata"]["namespace"]
+    core = client.CoreV1Api(api)
+    found: dict[str, dict | None] = {}
+    problems = []
+    for name, field in rendered.secret_refs:
+        if name not in found:
+            try:
+                found[name] = core.read_namespaced_secret(name, namespace).data or {}
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                found[name] = None
+        key = _field_value(route, field).get("key")
+        if found[name] is None:
+            problems.append(f"Secret {namespace}/{name} not found ({field})")
+        elif key is not None and key not in found[name]:
+            problems.append(f"Secret {namespace}/{name} has no key {key!r} ({field})")
+    return problems
+
+
+def _field_value(obj: dict, path: str) -> dict:
+    """The value at a field path such as spec.models[0].targets[1].apiKeySecretRef."""
+    value: Any = obj
+    for part in re.findall(r"[^.\[\]]+", path):
+        value = value[int(part)] if part.isdigit() else value.get(part, {})
+    return value if isinstance(value, dict) else {}
+
+
+def _create_master_key_secret(
+    api: client.ApiClient, secret: dict, owner: dict, logger: logging.Logger
+) -> None:
+    secret = _owned(secret, owner)
+    secret["stringData"] = {key: f"sk-{secrets.token_urlsafe(32)}" for key in secret["stringData"]}
+    if kube.create(api, secret) is not None:
+        logger.info("generated master key Secret %s", secret["metadata"]["name"])
+
+
+def _owned(obj: dict, owner: dict) -> dict:
+    meta = {**obj["metadata"], "namespace": owner_namespace(obj, owner)}
+    meta["ownerReferences"] = [owner]
+    return {**obj, "metadata": meta}
+
+
+def owner_namespace(obj: dict, owner: dict) -> str:
+    return obj["metadata"].get("namespace") or owner.get("namespace", "")
+
+
+def _proxy_condition(
+    conditions: list[dict], deployment: dict | None, generation: int | None
+) -> list[dict]:
+    if deployment is None:
+        return set_condition(
+            conditions, "ProxyAvailable", False, "NoDeployment", "no proxy Deployment", generation
+        )
+    status = deployment.get("status") or {}
+    available = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Available"), None
+    )
+    if available is None:
+        return set_condition(
+            conditions,
+            "ProxyAvailable",
+            None,
+            "Pending",
+            "the proxy Deployment reports no availability yet",
+            generation,
+        )
+    ready, wanted = (
+        status.get("readyReplicas", 0),
+        (deployment.get("spec") or {}).get("replicas", 1),
+    )
+    return set_condition(
+        conditions,
+        "ProxyAvailable",
+        available.get("status") == "True",
+        available.get("reason") or "Unknown",
+        f"{ready}/{wanted} proxy replicas ready",
+        generation,
+    )
+
+
+def _ready(conditions: list[dict], generation: int | None) -> list[dict]:
+    failing = [
+        t for t in CONDITION_ORDER[1:] if condition_status(conditions, t) not in (None, "True")
+    ]
+    if failing:
+        return ordered(
+            set_condition(
+                conditions,
+                "Ready",
+                False,
+                f"{failing[0]}NotTrue",
+                f"{', '.join(failing)} not True",
+                generation,
+            ),
+            CONDITION_ORDER,
+        )
+    if condition_status(conditions, "ProxyAvailable") is None:
+        return ordered(
+            set_condition(
+                conditions, "Ready", False, "Pending", "waiting for the proxy", generation
+            ),
+            CONDITION_ORDER,
+        )
+    return ordered(
+        set_condition(conditions, "Ready", True, "Ready", "the gateway serves", generation),
+        CONDITION_ORDER,
+    )
+
+
+def _edited_by_someone_else(obj: dict) -> bool:
+    return kube.last_writer(obj) not in (None, kube.FIELD_MANAGER)
+
+
+def _write_status(api: client.ApiClient, route: dict, status: dict) -> None:
+    """Patch the route's status, only when something in it changed."""
+    current = route.get("status") or {}
+    if _comparable(current) == _comparable(status):
+        return
+    meta = route["metadata"]
+    try:
+        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, meta["namespace"], ROUTE_PLURAL, meta["name"], {"status": status}
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def _comparable(status: dict) -> dict:
+    return {k: v for k, v in status.items() if k != "kopf"}

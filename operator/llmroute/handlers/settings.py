@@ -1,0 +1,24 @@
+"""Operator-wide kopf settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..api import GROUP
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Handler progress and the diff base live in annotations of our own group: the CRDs'
+    # status schema has no room for kopf's bookkeeping (it would be pruned).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # A quiet watch re-connects now and then; server-side timeouts keep it healthy.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330

@@ -1,0 +1,23 @@
+"""Process-wide state of the running operator: its API client."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from kubernetes import client, config
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    """One API client for the operator's lifetime (in-cluster, else the kubeconfig)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    # kopf runs sync handlers in a thread pool; the pool of connections follows it.
+    configuration.connection_pool_maxsize = 16
+    return client.ApiClient(configuration)

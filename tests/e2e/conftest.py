@@ -1,0 +1,107 @@
+"""Fixtures for the e2e suite: one real local control plane per test session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from localcluster import tools
+from localcluster.controlplane import LocalCluster, free_port
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    missing = tools.missing()
+    if missing:
+        message = f"missing {', '.join(missing)}; build them with `{tools.BUILD_COMMAND}`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def api(cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    with cluster.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+class OperatorProcess:
+    """`llmroute run` as a separate process, exactly as a user starts it."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        port = free_port()
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "llmroute",
+                    "run",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--liveness",
+                    f"http://127.0.0.1:{port}/healthz",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.liveness_url = f"http://127.0.0.1:{port}/healthz"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.liveness_url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"operator not live:\n{self.log()}")
+
+    def stop(self, timeout: float = 20) -> int:
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory):
+    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc.start()
+    yield proc
+    if proc.popen.poll() is None:
+        proc.stop()
