@@ -1,0 +1,175 @@
+"""Render: an LLMRoute (plus the states of its quotas) in, LiteLLM config and manifests out.
+
+Pure functions: no I/O, no Kubernetes client, no secret values; the same input always gives the
+same output. The handlers fetch inputs, call render_route, and apply what it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from llmroute.render.auth_policy import key_mounts, render_auth_policy
+from llmroute.render.check import check_litellm_config
+from llmroute.render.credentials import SecretEnvs
+from llmroute.render.inputs import RenderError, Route, parse_route
+from llmroute.render.litellm_config import deployment_id, render_litellm_config
+from llmroute.render.names import endpoint, master_key_secret_name
+from llmroute.render.proxy import (
+    MASTER_KEY_PLACEHOLDER,
+    master_key_ref,
+    render_config_map,
+    render_deployment,
+    render_horizontal_pod_autoscaler,
+    render_master_key_secret,
+    render_network_policy,
+    render_pod_disruption_budget,
+    render_service,
+)
+from llmroute.render.quota_effects import QuotaEffect, plan_routing
+
+__all__ = [
+    "MASTER_KEY_PLACEHOLDER",
+    "QuotaEffect",
+    "RenderError",
+    "RenderedRoute",
+    "check_litellm_config",
+    "config_hash",
+    "deployment_id",
+    "render_route",
+]
+
+
+@dataclass(frozen=True)
+class RenderedRoute:
+    config: dict[str, Any]  # the LiteLLM config (config.yaml)
+    config_hash: str  # sha256 prefix (16 hex) of everything the proxy reads from the ConfigMap
+    objects: list[dict[str, Any]]  # child manifests in apply order, without ownerReferences
+    generated_secret: dict[str, Any] | None  # master-key Secret to create once, or None
+    secret_refs: list[tuple[str, str]]  # (Secret name, spec field that references it)
+    models: list[str]  # model names clients may send, in spec order
+    endpoint: str = ""  # http://<route>.<ns>.svc:4000
+    # Models that answer 429 because of their quotas: name -> the message clients get.
+    rejected_models: dict[str, str] = field(default_factory=dict)
+
+
+@functools.cache
+def auth_module_source() -> str:
+    """The text of gateway_auth.py, shipped to the proxy as llmroute_auth.py."""
+    return importlib.resources.files(__package__).joinpath("gateway_auth.py").read_text("utf-8")
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def config_hash(
+    config: Mapping[str, Any], *, auth_policy: object = None, key_files: object = None
+) -> str:
+    """sha256 prefix (16 hex) of what the proxy reads at start-up.
+
+    The config, the auth module and its policy, and the layout of the key files.
+    """
+    payload = _canonical(
+        {
+            "config": config,
+            "authModule": auth_module_source(),
+            "authPolicy": auth_policy,
+            "keyFiles": key_files,
+        }
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _secret_refs(route: Route) -> list[tuple[str, str]]:
+    refs: list[tuple[str, str]] = []
+    if route.master_key_ref is not None:
+        refs.append((route.master_key_ref.name, "spec.auth.masterKeySecretRef"))
+    for model in route.models:
+        for target in model.targets:
+            if target.api_key_ref is not None:
+                refs.append((target.api_key_ref.name, f"{target.path}.apiKeySecretRef"))
+            if target.credentials_secret is not None:
+                refs.append((target.credentials_secret, f"{target.path}.credentialsSecretRef"))
+    redis = route.router.redis
+    if redis is not None and redis.password_ref is not None:
+        refs.append((redis.password_ref.name, "spec.router.redis.passwordSecretRef"))
+    for caller in route.callers:
+        refs.append((caller.key_ref.name, f"{caller.path}.keySecretRef"))
+    return refs
+
+
+def render_route(
+    route: Mapping[str, Any],
+    *,
+    quotas: Sequence[QuotaEffect] = (),
+    master_key_secret: str | None = None,
+    operator_namespace: str | None = None,
+) -> RenderedRoute:
+    """Everything a route needs in the cluster.
+
+    route: the LLMRoute object as a dict (apiVersion/kind/metadata/spec), defaults possibly absent.
+    quotas: the effects of the ModelQuotas that reference the route.
+    master_key_secret: the Secret holding the generated master key (key "masterKey"), when the
+        route references none; defaults to "<route>-master-key".
+    operator_namespace: where the operator runs; its pods may scrape the proxies' /metrics.
+        Unset, operator pods of any namespace may.
+    Raises RenderError (a ValueError naming the spec field) for a route that cannot work.
+    """
+    parsed = parse_route(route)
+    plan = plan_routing(parsed, quotas)
+    envs = SecretEnvs()
+    config = render_litellm_config(parsed, plan, envs)
+
+    generated_name = master_key_secret or master_key_secret_name(parsed.name)
+    master = master_key_ref(parsed, generated_name)
+    mounts = key_mounts(parsed, master)
+    policy = render_auth_policy(parsed, plan, mounts)
+    layout = [[m.volume, m.directory, m.ref.name, m.ref.key] for m in mounts]
+    digest = config_hash(config, auth_policy=policy, key_files=layout)
+
+    config_map = render_config_map(
+        parsed,
+        yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True),
+        auth_module_source(),
+        json.dumps(policy, indent=2, sort_keys=True) + "\n",
+    )
+    objects = [
+        config_map,
+        # Before the pods exist, so they are never reachable beyond what the policy allows.
+        render_network_policy(parsed, operator_namespace),
+        render_service(parsed),
+        render_deployment(
+            parsed,
+            config_hash=digest,
+            master=master,
+            secret_envs=envs.envs(),
+            key_mounts=mounts,
+        ),
+    ]
+    objects += [
+        o
+        for o in (render_pod_disruption_budget(parsed), render_horizontal_pod_autoscaler(parsed))
+        if o is not None
+    ]
+    return RenderedRoute(
+        config=config,
+        config_hash=digest,
+        objects=objects,
+        generated_secret=(
+            render_master_key_secret(parsed, generated_name)
+            if parsed.master_key_ref is None
+            else None
+        ),
+        secret_refs=_secret_refs(parsed),
+        models=[m.name for m in parsed.models],
+        endpoint=endpoint(parsed.name, parsed.namespace),
+        rejected_models=dict(plan.rejected),
+    )

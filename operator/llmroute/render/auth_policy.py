@@ -1,0 +1,62 @@
+"""What the proxy's auth hook (gateway_auth.py) reads: its policy file and the key files.
+
+Keys are mounted as Secret volumes, one directory per key, holding just that key, so a key
+rotated in its Secret reaches the pod without a restart and without a config change:
+  <keys dir>/master/<key>           the route's master key
+  <keys dir>/callers/<caller>/<key> each declared caller's key
+The policy (llmroute_auth.json, next to config.yaml) names those files and carries what the
+hook enforces besides the key: each caller's allowed models and tags, and the models that
+quotas reject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from llmroute.render.inputs import Route, SecretKeyRef
+from llmroute.render.names import dns_label
+from llmroute.render.quota_effects import RoutingPlan
+
+KEYS_DIR: Final = "/etc/llmroute/keys"
+POLICY_FILE: Final = "llmroute_auth.json"
+
+
+@dataclass(frozen=True)
+class KeyMount:
+    """One key of one Secret, mounted as <KEYS_DIR>/<directory>/<key>."""
+
+    volume: str
+    directory: str
+    ref: SecretKeyRef
+
+    @property
+    def file(self) -> str:
+        """The key file's path relative to the keys directory."""
+        return f"{self.directory}/{self.ref.key}"
+
+
+def key_mounts(route: Route, master: SecretKeyRef) -> list[KeyMount]:
+    mounts = [KeyMount("master-key", "master", master)]
+    mounts += [
+        KeyMount(dns_label("caller", c.name), f"callers/{c.name}", c.key_ref) for c in route.callers
+    ]
+    return mounts
+
+
+def render_auth_policy(route: Route, plan: RoutingPlan, mounts: list[KeyMount]) -> dict[str, Any]:
+    by_directory = {m.directory: m for m in mounts}
+    return {
+        "masterKeyFile": by_directory["master"].file,
+        "callers": [
+            {
+                "name": caller.name,
+                "keyFile": by_directory[f"callers/{caller.name}"].file,
+                # null: any model (or tag) of the route
+                "models": list(caller.models) if caller.models is not None else None,
+                "tags": list(caller.tags) if caller.tags is not None else None,
+            }
+            for caller in route.callers
+        ],
+        "rejectedModels": dict(plan.rejected),
+    }

@@ -1,0 +1,481 @@
+"""The LLMRoute object as render reads it: defaults applied, cross-field rules checked.
+
+The CRD schema rejects most bad input at `kubectl apply`; the checks here repeat the ones
+render depends on, so that offline input and objects stored before a schema change fail with
+a message naming the field instead of rendering a gateway that cannot work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from llmroute.render import defaults
+from llmroute.render.credentials import MULTI_VALUE_CREDENTIALS
+
+PROVIDERS: Final = frozenset(
+    {
+        "anthropic",
+        "openai",
+        "gemini",
+        "azure",
+        "bedrock",
+        "vertex_ai",
+        "mistral",
+        "groq",
+        "ollama",
+        "openai-compatible",
+    }
+)
+STRATEGIES: Final = frozenset({"priority", "cost", "latency", "weighted", "least-busy"})
+FALLBACK_ON: Final = frozenset(defaults.ROUTER_FALLBACK_ON)
+# LiteLLM has one switch for upstream failures (router_settings.fallbacks): errors, rate limits
+# and timeouts fall back together. Only context-window errors have a switch of their own.
+UPSTREAM_FAILURES: Final = frozenset({"errors", "rateLimit", "timeout"})
+LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+
+_MODEL_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]{0,62}$")
+_CALLER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_API_BASE: Final = re.compile(r"^https?://")
+
+
+class RenderError(ValueError):
+    """The route cannot be rendered; `field` names the offending spec field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Pricing:
+    input_per_million_usd: float
+    output_per_million_usd: float
+
+
+@dataclass(frozen=True)
+class Target:
+    index: int
+    path: str
+    provider: str
+    model: str
+    api_base: str | None
+    api_key_ref: SecretKeyRef | None
+    credentials_secret: str | None
+    api_version: str | None
+    weight: int
+    rpm: int | None
+    tpm: int | None
+    pricing: Pricing | None
+    timeout_seconds: int | None
+
+
+@dataclass(frozen=True)
+class Model:
+    index: int
+    name: str
+    strategy: str
+    targets: tuple[Target, ...]
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Redis:
+    host: str
+    port: int
+    password_ref: SecretKeyRef | None
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    num_retries: int
+    timeout_seconds: int
+    fallback_on: frozenset[str]
+    allowed_fails: int
+    cooldown_seconds: int
+    cache_enabled: bool
+    cache_ttl_seconds: int
+    redis: Redis | None
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    path: str
+    key_ref: SecretKeyRef
+    models: tuple[str, ...] | None
+    tags: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    enabled: bool
+    min_replicas: int
+    max_replicas: int
+    target_cpu_percent: int
+
+
+@dataclass(frozen=True)
+class Proxy:
+    replicas: int
+    autoscaling: Autoscaling
+    resources: dict[str, Any]
+    image: str | None
+    workers: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    namespace: str
+    models: tuple[Model, ...]
+    router: RouterSettings
+    master_key_ref: SecretKeyRef | None
+    callers: tuple[Caller, ...]
+    access_from: tuple[dict[str, Any], ...]
+    tasks: tuple[str, ...]
+    proxy: Proxy
+    ollama_external_url: str | None
+
+    def model(self, name: str) -> Model:
+        return next(m for m in self.models if m.name == name)
+
+
+def _mapping(value: object, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RenderError(field, "must be an object")
+    return value
+
+
+def _list(value: object, field: str) -> Sequence[Any]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise RenderError(field, "must be a list")
+    return value
+
+
+def _str(value: object, field: str, *, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise RenderError(field, "is required")
+        return None
+    if not isinstance(value, str):
+        raise RenderError(field, "must be a string")
+    return value
+
+
+def _int(value: object, field: str, default: int | None, *, minimum: int = 0) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RenderError(field, "must be an integer")
+    if value < minimum:
+        raise RenderError(field, f"must be at least {minimum}")
+    return value
+
+
+def _number(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RenderError(field, "must be a number")
+    if value < 0:
+        raise RenderError(field, "must not be negative")
+    return float(value)
+
+
+def _secret_key_ref(value: object, field: str) -> SecretKeyRef | None:
+    if value is None:
+        return None
+    ref = _mapping(value, field)
+    return SecretKeyRef(
+        name=_str(ref.get("name"), f"{field}.name", required=True) or "",
+        key=_str(ref.get("key"), f"{field}.key", required=True) or "",
+    )
+
+
+def _names(value: object, field: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(
+        _str(v, f"{field}[{i}]", required=True) or "" for i, v in enumerate(_list(value, field))
+    )
+    if len(set(items)) != len(items):
+        raise RenderError(field, "must not repeat an entry")
+    return items
+
+
+def _target(raw: object, path: str, index: int) -> Target:
+    spec = _mapping(raw, path)
+    provider = _str(spec.get("provider"), f"{path}.provider", required=True) or ""
+    if provider not in PROVIDERS:
+        raise RenderError(f"{path}.provider", f"unknown provider {provider!r}")
+    model = _str(spec.get("model"), f"{path}.model", required=True) or ""
+    api_base = _str(spec.get("apiBase"), f"{path}.apiBase")
+    if api_base is not None and not _API_BASE.match(api_base):
+        raise RenderError(f"{path}.apiBase", "must start with http:// or https://")
+    api_key_ref = _secret_key_ref(spec.get("apiKeySecretRef"), f"{path}.apiKeySecretRef")
+    credentials = _mapping(spec.get("credentialsSecretRef"), f"{path}.credentialsSecretRef")
+    credentials_secret = (
+        _str(credentials.get("name"), f"{path}.credentialsSecretRef.name", required=True)
+        if spec.get("credentialsSecretRef") is not None
+        else None
+    )
+    if api_key_ref is not None and credentials_secret is not None:
+        raise RenderError(path, "set apiKeySecretRef or credentialsSecretRef, not both")
+    if credentials_secret is not None and provider not in MULTI_VALUE_CREDENTIALS:
+        raise RenderError(
+            f"{path}.credentialsSecretRef",
+            f"is read for providers {', '.join(sorted(MULTI_VALUE_CREDENTIALS))}; "
+            f"use apiKeySecretRef for {provider}",
+        )
+    if provider in ("openai-compatible", "azure") and api_base is None:
+        raise RenderError(f"{path}.apiBase", f"is required for provider {provider}")
+    pricing_spec = spec.get("pricing")
+    pricing = None
+    if pricing_spec is not None:
+        p = _mapping(pricing_spec, f"{path}.pricing")
+        for field in ("inputPerMillionUSD", "outputPerMillionUSD"):
+            if p.get(field) is None:
+                raise RenderError(f"{path}.pricing.{field}", "is required when pricing is set")
+        pricing = Pricing(
+            input_per_million_usd=_number(
+                p["inputPerMillionUSD"], f"{path}.pricing.inputPerMillionUSD"
+            ),
+            output_per_million_usd=_number(
+                p["outputPerMillionUSD"], f"{path}.pricing.outputPerMillionUSD"
+            ),
+        )
+    return Target(
+        index=index,
+        path=path,
+        provider=provider,
+        model=model,
+        api_base=api_base,
+        api_key_ref=api_key_ref,
+        credentials_secret=credentials_secret,
+        api_version=_str(spec.get("apiVersion"), f"{path}.apiVersion"),
+        weight=_int(spec.get("weight"), f"{path}.weight", defaults.TARGET_WEIGHT, minimum=1)
+        or defaults.TARGET_WEIGHT,
+        rpm=_int(spec.get("rpm"), f"{path}.rpm", None, minimum=1),
+        tpm=_int(spec.get("tpm"), f"{path}.tpm", None, minimum=1),
+        pricing=pricing,
+        timeout_seconds=_int(spec.get("timeoutSeconds"), f"{path}.timeoutSeconds", None, minimum=1),
+    )
+
+
+def _models(raw: object) -> tuple[Model, ...]:
+    items = _list(raw, "spec.models")
+    if not items:
+        raise RenderError("spec.models", "must name at least one model")
+    models: list[Model] = []
+    for i, item in enumerate(items):
+        path = f"spec.models[{i}]"
+        spec = _mapping(item, path)
+        name = _str(spec.get("name"), f"{path}.name", required=True) or ""
+        if not _MODEL_NAME.match(name):
+            raise RenderError(f"{path}.name", f"{name!r} is not a valid model name")
+        strategy = _str(spec.get("strategy"), f"{path}.strategy") or defaults.MODEL_STRATEGY
+        if strategy not in STRATEGIES:
+            raise RenderError(f"{path}.strategy", f"unknown strategy {strategy!r}")
+        targets_raw = _list(spec.get("targets"), f"{path}.targets")
+        if not targets_raw:
+            raise RenderError(f"{path}.targets", "must list at least one target")
+        if len(targets_raw) > 16:
+            raise RenderError(f"{path}.targets", "must list at most 16 targets")
+        targets = tuple(_target(t, f"{path}.targets[{j}]", j) for j, t in enumerate(targets_raw))
+        fallbacks = _names(spec.get("fallbacks"), f"{path}.fallbacks") or ()
+        models.append(Model(i, name, strategy, targets, fallbacks))
+    names = [m.name for m in models]
+    for m in models:
+        if m.name in names[: m.index]:
+            raise RenderError(f"spec.models[{m.index}].name", f"model {m.name!r} is declared twice")
+    for m in models:
+        for j, fallback in enumerate(m.fallbacks):
+            field = f"spec.models[{m.index}].fallbacks[{j}]"
+            if fallback == m.name:
+                raise RenderError(field, "a model cannot fall back to itself")
+            if fallback not in names:
+                raise RenderError(field, f"{fallback!r} is not a model of this route")
+    return tuple(models)
+
+
+def _router(raw: object) -> RouterSettings:
+    spec = _mapping(raw, "spec.router")
+    fallback_on_raw = spec.get("fallbackOn")
+    fallback_on = (
+        frozenset(defaults.ROUTER_FALLBACK_ON)
+        if fallback_on_raw is None
+        else frozenset(_names(fallback_on_raw, "spec.router.fallbackOn") or ())
+    )
+    unknown = fallback_on - FALLBACK_ON
+    if unknown:
+        raise RenderError("spec.router.fallbackOn", f"unknown entries {sorted(unknown)}")
+    if fallback_on & UPSTREAM_FAILURES and not fallback_on >= UPSTREAM_FAILURES:
+        raise RenderError(
+            "spec.router.fallbackOn",
+            "LiteLLM falls back on upstream errors, rate limits and timeouts alike; "
+            "list all of errors, rateLimit and timeout, or none of them",
+        )
+    cache = _mapping(spec.get("cache"), "spec.router.cache")
+    cache_enabled = cache.get("enabled", defaults.ROUTER_CACHE_ENABLED)
+    if not isinstance(cache_enabled, bool):
+        raise RenderError("spec.router.cache.enabled", "must be true or false")
+    redis = None
+    if spec.get("redis") is not None:
+        r = _mapping(spec["redis"], "spec.router.redis")
+        redis = Redis(
+            host=_str(r.get("host"), "spec.router.redis.host", required=True) or "",
+            port=_int(
+                r.get("port"), "spec.router.redis.port", defaults.ROUTER_REDIS_PORT, minimum=1
+            )
+            or defaults.ROUTER_REDIS_PORT,
+            password_ref=_secret_key_ref(
+                r.get("passwordSecretRef"), "spec.router.redis.passwordSecretRef"
+            ),
+        )
+
+    def number(field: str, default: int, minimum: int) -> int:
+        value = _int(spec.get(field), f"spec.router.{field}", default, minimum=minimum)
+        return default if value is None else value
+
+    return RouterSettings(
+        num_retries=number("numRetries", defaults.ROUTER_NUM_RETRIES, 0),
+        timeout_seconds=number("timeoutSeconds", defaults.ROUTER_TIMEOUT_SECONDS, 1),
+        fallback_on=fallback_on,
+        allowed_fails=number("allowedFails", defaults.ROUTER_ALLOWED_FAILS, 0),
+        cooldown_seconds=number("cooldownSeconds", defaults.ROUTER_COOLDOWN_SECONDS, 0),
+        cache_enabled=cache_enabled,
+        cache_ttl_seconds=_int(
+            cache.get("ttlSeconds"),
+            "spec.router.cache.ttlSeconds",
+            defaults.ROUTER_CACHE_TTL_SECONDS,
+            minimum=1,
+        )
+        or defaults.ROUTER_CACHE_TTL_SECONDS,
+        redis=redis,
+    )
+
+
+def _callers(raw: object, model_names: Sequence[str]) -> tuple[Caller, ...]:
+    callers: list[Caller] = []
+    for i, item in enumerate(_list(raw, "spec.auth.callers")):
+        path = f"spec.auth.callers[{i}]"
+        spec = _mapping(item, path)
+        name = _str(spec.get("name"), f"{path}.name", required=True) or ""
+        if len(name) > 63 or not _CALLER_NAME.match(name):
+            raise RenderError(f"{path}.name", f"{name!r} is not a valid caller name")
+        if any(c.name == name for c in callers):
+            raise RenderError(f"{path}.name", f"caller {name!r} is declared twice")
+        key_ref = _secret_key_ref(spec.get("keySecretRef"), f"{path}.keySecretRef")
+        if key_ref is None:
+            raise RenderError(f"{path}.keySecretRef", "is required")
+        models = _names(spec.get("models"), f"{path}.models")
+        for j, model in enumerate(models or ()):
+            if model not in model_names:
+                raise RenderError(f"{path}.models[{j}]", f"{model!r} is not a model of this route")
+        tags = _names(spec.get("tags"), f"{path}.tags")
+        callers.append(Caller(name, path, key_ref, models, tags))
+    return tuple(callers)
+
+
+def _proxy(raw: object) -> Proxy:
+    spec = _mapping(raw, "spec.proxy")
+    scaling = _mapping(spec.get("autoscaling"), "spec.proxy.autoscaling")
+    enabled = scaling.get("enabled", defaults.PROXY_AUTOSCALING_ENABLED)
+    if not isinstance(enabled, bool):
+        raise RenderError("spec.proxy.autoscaling.enabled", "must be true or false")
+
+    def number(
+        mapping: Mapping[str, Any], field: str, path: str, default: int, minimum: int
+    ) -> int:
+        value = _int(mapping.get(field), f"{path}.{field}", default, minimum=minimum)
+        return default if value is None else value
+
+    autoscaling = Autoscaling(
+        enabled=enabled,
+        min_replicas=number(
+            scaling,
+            "minReplicas",
+            "spec.proxy.autoscaling",
+            defaults.PROXY_AUTOSCALING_MIN_REPLICAS,
+            1,
+        ),
+        max_replicas=number(
+            scaling,
+            "maxReplicas",
+            "spec.proxy.autoscaling",
+            defaults.PROXY_AUTOSCALING_MAX_REPLICAS,
+            1,
+        ),
+        target_cpu_percent=number(
+            scaling,
+            "targetCPUUtilizationPercentage",
+            "spec.proxy.autoscaling",
+            defaults.PROXY_AUTOSCALING_TARGET_CPU_PERCENT,
+            1,
+        ),
+    )
+    if autoscaling.min_replicas > autoscaling.max_replicas:
+        raise RenderError(
+            "spec.proxy.autoscaling.minReplicas", "must not be greater than maxReplicas"
+        )
+    resources = spec.get("resources")
+    log_level = _str(spec.get("logLevel"), "spec.proxy.logLevel") or defaults.PROXY_LOG_LEVEL
+    if log_level not in LOG_LEVELS:
+        raise RenderError("spec.proxy.logLevel", f"unknown log level {log_level!r}")
+    return Proxy(
+        replicas=number(spec, "replicas", "spec.proxy", defaults.PROXY_REPLICAS, 0),
+        autoscaling=autoscaling,
+        resources=dict(_mapping(resources, "spec.proxy.resources"))
+        if resources is not None
+        else dict(defaults.PROXY_RESOURCES),
+        image=_str(spec.get("image"), "spec.proxy.image"),
+        workers=number(spec, "workers", "spec.proxy", defaults.PROXY_WORKERS, 0),
+        log_level=log_level,
+    )
+
+
+def parse_route(route: Mapping[str, Any]) -> Route:
+    """Read an LLMRoute object (a dict as the API server returns it, defaults possibly absent)."""
+    metadata = _mapping(route.get("metadata"), "metadata")
+    name = _str(metadata.get("name"), "metadata.name", required=True) or ""
+    namespace = _str(metadata.get("namespace"), "metadata.namespace") or "default"
+    spec = _mapping(route.get("spec"), "spec")
+    models = _models(spec.get("models"))
+    auth = _mapping(spec.get("auth"), "spec.auth")
+    access = _mapping(spec.get("access"), "spec.access")
+    access_from = tuple(
+        dict(_mapping(peer, f"spec.access.from[{i}]"))
+        for i, peer in enumerate(_list(access.get("from"), "spec.access.from"))
+    )
+    ollama = _mapping(spec.get("ollama"), "spec.ollama")
+    external = _mapping(ollama.get("external"), "spec.ollama.external")
+    external_url = _str(external.get("url"), "spec.ollama.external.url")
+    if external_url is not None and not _API_BASE.match(external_url):
+        raise RenderError("spec.ollama.external.url", "must start with http:// or https://")
+    return Route(
+        name=name,
+        namespace=namespace,
+        models=models,
+        router=_router(spec.get("router")),
+        master_key_ref=_secret_key_ref(
+            auth.get("masterKeySecretRef"), "spec.auth.masterKeySecretRef"
+        ),
+        callers=_callers(auth.get("callers"), [m.name for m in models]),
+        access_from=access_from,
+        tasks=_names(spec.get("tasks"), "spec.tasks") or (),
+        proxy=_proxy(spec.get("proxy")),
+        ollama_external_url=external_url.rstrip("/") if external_url else None,
+    )

@@ -1,0 +1,357 @@
+"""Kubernetes objects of a route's LiteLLM proxy: ConfigMap, Service, Deployment and friends.
+
+Plain dicts, without ownerReferences (the handler adds them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from llmroute import versions
+from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE, KeyMount
+from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnv
+from llmroute.render.defaults import MASTER_KEY_SECRET_KEY
+from llmroute.render.inputs import Route, SecretKeyRef
+from llmroute.render.labels import (
+    CONFIG_HASH_ANNOTATION,
+    OPERATOR_APP_NAME,
+    proxy_labels,
+    proxy_selector,
+)
+from llmroute.render.names import PROXY_PORT, master_key_secret_name, proxy_name, service_name
+from llmroute.render.sizing import proxy_workers
+
+CONFIG_DIR: Final = "/etc/litellm"
+CONFIG_FILE: Final = "config.yaml"
+AUTH_MODULE_FILE: Final = "llmroute_auth.py"
+# The handler replaces it with a random key when it creates the Secret; render stays
+# deterministic and never holds a key.
+MASTER_KEY_PLACEHOLDER: Final = "generated-by-llmroute-on-create"
+# An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
+RUN_AS_USER: Final = 65532
+# Workers are recycled after this many requests (jittered, so they do not all restart at once),
+# bounding LiteLLM's memory growth.
+MAX_REQUESTS_BEFORE_RESTART: Final = 10000
+MAX_REQUESTS_BEFORE_RESTART_JITTER: Final = 1000
+# Time for endpoints to drop a terminating pod before it stops accepting requests.
+PRE_STOP_SLEEP_SECONDS: Final = 5
+
+
+def render_config_map(
+    route: Route, config_yaml: str, auth_module: str, auth_policy_json: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": proxy_name(route.name),
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "data": {
+            CONFIG_FILE: config_yaml,
+            AUTH_MODULE_FILE: auth_module,
+            POLICY_FILE: auth_policy_json,
+        },
+    }
+
+
+def render_master_key_secret(route: Route, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "type": "Opaque",
+        "stringData": {MASTER_KEY_SECRET_KEY: MASTER_KEY_PLACEHOLDER},
+    }
+
+
+def render_service(route: Route) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(route.name),
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": proxy_selector(route.name),
+            "ports": [
+                {"name": "http", "port": PROXY_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def render_network_policy(route: Route, operator_namespace: str | None) -> dict[str, Any]:
+    # Default: only pods of the route's own namespace may call the gateway.
+    peers: list[dict[str, Any]] = [dict(p) for p in route.access_from] or [{"podSelector": {}}]
+    operator_peer: dict[str, Any] = {
+        "namespaceSelector": (
+            {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}
+            if operator_namespace
+            else {}
+        ),
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": proxy_name(route.name),
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": proxy_selector(route.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": peers,
+                    "ports": [{"protocol": "TCP", "port": PROXY_PORT}],
+                },
+                {
+                    # The operator scrapes every replica's /metrics for quota accounting.
+                    "from": [operator_peer],
+                    "ports": [{"protocol": "TCP", "port": PROXY_PORT}],
+                },
+            ],
+        },
+    }
+
+
+def _proxy_args(workers: int) -> list[str]:
+    args = ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--port", str(PROXY_PORT)]
+    args += ["--num_workers", str(workers)]
+    if workers > 1:
+        # With one worker uvicorn runs no supervisor: the recycled worker would be the whole
+        # server, and the container would exit. With several, the supervisor replaces it.
+        args += [
+            "--max_requests_before_restart",
+            str(MAX_REQUESTS_BEFORE_RESTART),
+            "--max_requests_before_restart_jitter",
+            str(MAX_REQUESTS_BEFORE_RESTART_JITTER),
+        ]
+    return args
+
+
+def _env(route: Route, master: SecretKeyRef, secret_envs: list[SecretEnv]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {
+            "name": MASTER_KEY_ENV,
+            "valueFrom": {
+                "secretKeyRef": {"name": master.name, "key": master.key, "optional": False}
+            },
+        },
+        *(e.manifest() for e in secret_envs),
+        # Use the price map shipped with the pinned release; never fetch one at start-up.
+        {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+        {"name": "LITELLM_LOG", "value": route.proxy.log_level},
+        # The admin UI needs LiteLLM's database, which a route does not have.
+        {"name": "DISABLE_ADMIN_UI", "value": "True"},
+        # The root filesystem is read-only; whatever wants a home directory gets /tmp.
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    return env
+
+
+def _volumes(
+    route: Route, key_mounts: list[KeyMount]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": proxy_name(route.name)}},
+        # Prometheus multi-process files, temp files of uploads, HOME.
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    for key in key_mounts:
+        volumes.append(
+            {
+                "name": key.volume,
+                "secret": {
+                    "secretName": key.ref.name,
+                    # Only the one key: the pod gets nothing else from a shared Secret.
+                    "items": [{"key": key.ref.key, "path": key.ref.key}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+        # Mounted as a directory (not subPath), so kubelet updates a rotated key in place.
+        mounts.append(
+            {"name": key.volume, "mountPath": f"{KEYS_DIR}/{key.directory}", "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def render_deployment(
+    route: Route,
+    *,
+    config_hash: str,
+    master: SecretKeyRef,
+    secret_envs: list[SecretEnv],
+    key_mounts: list[KeyMount],
+) -> dict[str, Any]:
+    workers = proxy_workers(route)
+    volumes, mounts = _volumes(route, key_mounts)
+    probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "timeoutSeconds": 5}
+    container = {
+        "name": "litellm",
+        "image": route.proxy.image or versions.LITELLM_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        # The CLI itself, not the image's entrypoint script, so the pod runs the same way
+        # wherever the image comes from.
+        "command": ["litellm"],
+        "args": _proxy_args(workers),
+        "ports": [{"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"}],
+        "env": _env(route, master, secret_envs),
+        "resources": route.proxy.resources,
+        # Start-up takes 6-9 s with one worker; allow for slow nodes and more workers.
+        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
+        "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
+        "readinessProbe": {
+            "httpGet": {"path": "/health/readiness", "port": "http"},
+            "timeoutSeconds": 5,
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        # Service links would put variables such as REDIS_PORT=tcp://... into the environment,
+        # and LiteLLM reads REDIS_* and other variables as settings.
+        "enableServiceLinks": False,
+        # The proxy never talks to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # In-flight requests may run up to the upstream timeout after the endpoints drop the pod.
+        "terminationGracePeriodSeconds": PRE_STOP_SLEEP_SECONDS + route.router.timeout_seconds + 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if _may_run_several(route):
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": proxy_selector(route.name)},
+            }
+        ]
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": proxy_selector(route.name)},
+        # A new pod is Ready before an old one goes, so a config change drops no requests.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {
+                "labels": proxy_labels(route.name),
+                "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+            },
+            "spec": pod_spec,
+        },
+    }
+    if not route.proxy.autoscaling.enabled:
+        # With autoscaling the HPA owns the replica count; writing one here would fight it.
+        spec = {"replicas": route.proxy.replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": proxy_name(route.name),
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "spec": spec,
+    }
+
+
+def _may_run_several(route: Route) -> bool:
+    scaling = route.proxy.autoscaling
+    return scaling.max_replicas > 1 if scaling.enabled else route.proxy.replicas > 1
+
+
+def render_pod_disruption_budget(route: Route) -> dict[str, Any] | None:
+    scaling = route.proxy.autoscaling
+    several = scaling.min_replicas > 1 if scaling.enabled else route.proxy.replicas > 1
+    if not several:
+        # A budget for a single replica would block node drains for good.
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": proxy_name(route.name),
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": proxy_selector(route.name)},
+        },
+    }
+
+
+def render_horizontal_pod_autoscaler(route: Route) -> dict[str, Any] | None:
+    scaling = route.proxy.autoscaling
+    if not scaling.enabled:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": proxy_name(route.name),
+            "namespace": route.namespace,
+            "labels": proxy_labels(route.name),
+        },
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": proxy_name(route.name),
+            },
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.target_cpu_percent,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def master_key_ref(route: Route, generated_name: str | None) -> SecretKeyRef:
+    if route.master_key_ref is not None:
+        return route.master_key_ref
+    return SecretKeyRef(generated_name or master_key_secret_name(route.name), MASTER_KEY_SECRET_KEY)

@@ -1,0 +1,99 @@
+"""Proxy sizing: worker processes per pod, and how many LiteLLM processes share a limit."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from llmroute.render.inputs import Route
+
+# LiteLLM holds ~310 MB RSS per worker; leave room for request buffers and the supervisor.
+MEMORY_PER_WORKER_BYTES: Final = 400 * 1024 * 1024
+
+_SUFFIXES: Final = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+_QUANTITY: Final = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+
+
+def parse_quantity(value: object) -> Decimal | None:
+    """A Kubernetes resource quantity ("500m", "1.5", "1Gi", 2) as a number; None if unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return Decimal(str(value))
+    if not isinstance(value, str):
+        return None
+    match = _QUANTITY.match(value.strip())
+    if not match or match.group(2) not in _SUFFIXES:
+        return None
+    try:
+        return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
+    except InvalidOperation:
+        return None
+
+
+def _resource(resources: Mapping[str, Any], name: str) -> Decimal | None:
+    for section in ("limits", "requests"):
+        block = resources.get(section) or {}
+        if isinstance(block, Mapping) and name in block:
+            return parse_quantity(block[name])
+    return None
+
+
+def proxy_workers(route: Route) -> int:
+    """Worker processes per proxy pod.
+
+    spec.proxy.workers when set; otherwise one per whole CPU of the container's limit (its
+    request when no limit is set), at least one, and no more than its memory holds. LiteLLM's
+    own default does not look at the container's limits: a pod on a large node would start
+    more workers than its CPU quota can run, or its memory limit can hold.
+    """
+    if route.proxy.workers > 0:
+        return route.proxy.workers
+    cpu = _resource(route.proxy.resources, "cpu")
+    workers = max(1, math.floor(cpu)) if cpu is not None else 1
+    memory = _resource(route.proxy.resources, "memory")
+    if memory is not None:
+        workers = min(workers, max(1, math.floor(memory / MEMORY_PER_WORKER_BYTES)))
+    return workers
+
+
+def proxy_replicas_for_limits(route: Route) -> int:
+    """The most proxy pods that can run at once, as far as the spec tells.
+
+    With autoscaling that is maxReplicas: dividing by it keeps limits safe at any scale
+    without re-rendering (and rolling the pods) on every scaling step.
+    """
+    if route.proxy.autoscaling.enabled:
+        return route.proxy.autoscaling.max_replicas
+    return max(1, route.proxy.replicas)
+
+
+def limit_processes(route: Route) -> int:
+    """How many LiteLLM processes count rpm/tpm on their own.
+
+    With Redis the router shares its counters, so one limit holds for all. Without it every
+    worker of every replica keeps its own in-memory counter.
+    """
+    if route.router.redis is not None:
+        return 1
+    return proxy_replicas_for_limits(route) * proxy_workers(route)

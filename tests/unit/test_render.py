@@ -1,0 +1,506 @@
+"""Render: golden outputs for representative routes, determinism, and what render refuses.
+
+Regenerate the golden files after an intended change with
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_render.py
+and review the diff: it is the change in what the operator applies.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmroute import versions
+from llmroute.render import (
+    MASTER_KEY_PLACEHOLDER,
+    QuotaEffect,
+    RenderError,
+    render_route,
+)
+from llmroute.render import gateway_auth as gateway_auth_module
+from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE
+from llmroute.render.credentials import MASTER_KEY_ENV, secret_env_var
+from llmroute.render.litellm_config import AUTH_MODULE
+from llmroute.render.proxy import AUTH_MODULE_FILE
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "route.yaml").is_file())
+AUTH_MODULE_STANDIN = "<the text of operator/llmroute/render/gateway_auth.py>"
+
+
+def load_case(case: str) -> tuple[dict[str, Any], list[QuotaEffect], dict[str, Any]]:
+    directory = GOLDEN / case
+    route = yaml.safe_load((directory / "route.yaml").read_text())
+    quotas_file = directory / "quotas.yaml"
+    quotas = [
+        QuotaEffect.from_quota(q)
+        for q in (yaml.safe_load(quotas_file.read_text()) if quotas_file.exists() else [])
+    ]
+    options_file = directory / "options.yaml"
+    options = yaml.safe_load(options_file.read_text()) if options_file.exists() else {}
+    return route, quotas, options
+
+
+def render_case(case: str):
+    route, quotas, options = load_case(case)
+    return render_route(route, quotas=quotas, **options)
+
+
+def golden_view(rendered) -> dict[str, Any]:
+    """The rendered route as stored in expected.yaml; the auth module's text stands in by name."""
+    view = dataclasses.asdict(rendered)
+    view["secret_refs"] = [list(ref) for ref in rendered.secret_refs]
+    for obj in view["objects"]:
+        if obj["kind"] == "ConfigMap":
+            assert obj["data"][AUTH_MODULE_FILE] == gateway_source()
+            obj["data"][AUTH_MODULE_FILE] = AUTH_MODULE_STANDIN
+    return view
+
+
+class _GoldenDumper(yaml.SafeDumper):
+    """Multi-line strings (config.yaml, the auth policy) as literal blocks, for reviewable diffs."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_GoldenDumper.add_representer(str, _represent_str)
+
+
+def gateway_source() -> str:
+    return Path(gateway_auth_module.__file__).read_text()
+
+
+def objects_by_kind(rendered) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in rendered.objects}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str) -> None:
+    view = golden_view(render_case(case))
+    expected_file = GOLDEN / case / "expected.yaml"
+    text = yaml.dump(
+        view, Dumper=_GoldenDumper, sort_keys=False, default_flow_style=False, width=100
+    )
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        expected_file.write_text(text)
+    assert expected_file.exists(), (
+        f"no golden file; run with UPDATE_GOLDEN=1 to create {expected_file}"
+    )
+    assert view == yaml.safe_load(expected_file.read_text())
+
+
+def test_there_are_golden_cases() -> None:
+    assert len(CASES) >= 7
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_map_carries_the_config_it_hashes(case: str) -> None:
+    rendered = render_case(case)
+    data = objects_by_kind(rendered)["ConfigMap"]["data"]
+    assert yaml.safe_load(data["config.yaml"]) == rendered.config
+    assert "&id" not in data["config.yaml"], "YAML anchors make the config hard to read"
+    deployment = objects_by_kind(rendered)["Deployment"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["llmroute.dev/config-hash"] == rendered.config_hash
+    assert len(rendered.config_hash) == 16
+    int(rendered.config_hash, 16)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_render_is_deterministic(case: str) -> None:
+    route, quotas, options = load_case(case)
+    first = render_route(copy.deepcopy(route), quotas=quotas, **options)
+    second = render_route(copy.deepcopy(route), quotas=list(quotas), **options)
+    assert first == second
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_metadata_outside_name_and_namespace_changes_nothing(case: str) -> None:
+    route, quotas, options = load_case(case)
+    noisy = copy.deepcopy(route)
+    noisy["metadata"].update(
+        uid="7f1d0c9e-0000-4000-8000-000000000001",
+        resourceVersion="918273",
+        generation=7,
+        labels={"team": "x"},
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        managedFields=[{"manager": "kubectl"}],
+    )
+    noisy["status"] = {"configHash": "0000000000000000", "observedGeneration": 6}
+    assert render_route(noisy, quotas=quotas, **options) == render_route(
+        route, quotas=quotas, **options
+    )
+
+
+def test_a_spec_change_changes_the_hash() -> None:
+    route, _, _ = load_case("priority-chain")
+    changed = copy.deepcopy(route)
+    changed["spec"]["models"][0]["targets"][1]["model"] = "gpt-4o"
+    assert render_route(route).config_hash != render_route(changed).config_hash
+
+
+def test_caller_key_rotation_needs_no_new_hash_but_a_new_caller_does() -> None:
+    route, _, _ = load_case("callers-access")
+    base = render_route(route)
+    # A rotated key is a new value in the same Secret: nothing render sees changes.
+    assert render_route(copy.deepcopy(route)).config_hash == base.config_hash
+    more = copy.deepcopy(route)
+    more["spec"]["auth"]["callers"].append(
+        {"name": "ops", "keySecretRef": {"name": "ops-key", "key": "key"}}
+    )
+    assert render_route(more).config_hash != base.config_hash
+
+
+def test_defaults_applied_match_explicit_defaults() -> None:
+    route, _, _ = load_case("priority-chain")
+    explicit = copy.deepcopy(route)
+    for model in explicit["spec"]["models"]:
+        model["strategy"] = "priority"
+    explicit["spec"]["router"] = {
+        "numRetries": 2,
+        "timeoutSeconds": 60,
+        "fallbackOn": ["errors", "rateLimit", "timeout", "contextWindow"],
+        "allowedFails": 3,
+        "cooldownSeconds": 30,
+        "cache": {"enabled": False, "ttlSeconds": 600},
+    }
+    explicit["spec"]["proxy"] = {
+        "replicas": 1,
+        "autoscaling": {
+            "enabled": False,
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "targetCPUUtilizationPercentage": 70,
+        },
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        },
+        "workers": 0,
+        "logLevel": "WARNING",
+    }
+    assert render_route(explicit) == render_route(route)
+
+
+def test_names_shared_with_the_shipped_auth_module() -> None:
+    # gateway_auth.py runs inside the proxy without llmroute installed: it repeats these.
+    assert gateway_auth_module.DEFAULT_KEYS_DIR == KEYS_DIR
+    assert gateway_auth_module.POLICY_FILE_NAME == POLICY_FILE
+    assert gateway_auth_module.MASTER_KEY_ENV == MASTER_KEY_ENV
+    assert f"{AUTH_MODULE}.py" == AUTH_MODULE_FILE
+
+
+def test_child_objects_carry_the_contract_labels_and_no_owner_references() -> None:
+    rendered = render_case("replicas-redis")
+    expected = {
+        "app.kubernetes.io/name": "litellm",
+        "app.kubernetes.io/instance": "ha",
+        "app.kubernetes.io/component": "proxy",
+        "app.kubernetes.io/part-of": "llmroute",
+        "app.kubernetes.io/managed-by": "llmroute",
+        "llmroute.dev/route": "ha",
+    }
+    assert rendered.generated_secret is not None
+    for obj in [*rendered.objects, rendered.generated_secret]:
+        assert obj["metadata"]["labels"] == expected, obj["kind"]
+        assert obj["metadata"]["namespace"] == "prod"
+        assert "ownerReferences" not in obj["metadata"]
+    assert [o["kind"] for o in rendered.objects] == [
+        "ConfigMap",
+        "NetworkPolicy",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
+
+
+def test_generated_master_key_secret_holds_only_the_placeholder() -> None:
+    rendered = render_case("priority-chain")
+    assert rendered.generated_secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "gateway-master-key",
+            "namespace": "team-a",
+            "labels": rendered.generated_secret["metadata"]["labels"],
+        },
+        "type": "Opaque",
+        "stringData": {"masterKey": MASTER_KEY_PLACEHOLDER},
+    }
+    # A referenced master key means nothing to generate.
+    assert render_case("callers-access").generated_secret is None
+
+
+def test_master_key_secret_name_can_be_chosen_by_the_handler() -> None:
+    route, _, _ = load_case("priority-chain")
+    rendered = render_route(route, master_key_secret="adopted-key")
+    assert rendered.generated_secret is not None
+    assert rendered.generated_secret["metadata"]["name"] == "adopted-key"
+    container = objects_by_kind(rendered)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    master_env = next(e for e in container["env"] if e["name"] == MASTER_KEY_ENV)
+    assert master_env["valueFrom"]["secretKeyRef"]["name"] == "adopted-key"
+
+
+def test_proxy_pod_is_locked_down() -> None:
+    rendered = render_case("priority-chain")
+    pod = objects_by_kind(rendered)["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == versions.LITELLM_IMAGE
+    assert container["args"][:6] == [
+        "--config",
+        "/etc/litellm/config.yaml",
+        "--port",
+        "4000",
+        "--num_workers",
+        "1",
+    ]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int)
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/etc/litellm", "/tmp", "/etc/llmroute/keys/master"} <= mounts
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"]["value"] == "True"
+    assert pod["enableServiceLinks"] is False
+
+
+def test_workers_follow_cpu_and_memory_limits() -> None:
+    route, _, _ = load_case("priority-chain")
+
+    def workers(resources: dict[str, Any] | None, workers: int | None = None) -> list[str]:
+        changed = copy.deepcopy(route)
+        changed["spec"]["proxy"] = {}
+        if resources is not None:
+            changed["spec"]["proxy"]["resources"] = resources
+        if workers is not None:
+            changed["spec"]["proxy"]["workers"] = workers
+        pod = objects_by_kind(render_route(changed))["Deployment"]["spec"]["template"]["spec"]
+        return pod["containers"][0]["args"][5:]
+
+    assert workers(None) == ["1"]
+    assert workers({"limits": {"cpu": "500m"}}) == ["1"]
+    assert workers({"limits": {"cpu": "3.5", "memory": "4Gi"}})[0] == "3"
+    # 2 Gi holds five workers of ~400 MiB, not eight.
+    assert workers({"limits": {"cpu": "8", "memory": "2Gi"}})[0] == "5"
+    assert workers({"requests": {"cpu": "2"}})[0] == "2"
+    assert workers({"limits": {"cpu": "4"}}, workers=2)[0] == "2"
+    # Recycling needs uvicorn's supervisor, which runs with two workers or more.
+    assert "--max_requests_before_restart" not in workers({"limits": {"cpu": "1"}})
+    assert "--max_requests_before_restart" in workers({"limits": {"cpu": "2"}})
+
+
+def test_rate_limits_are_split_across_processes_without_redis() -> None:
+    route, _, _ = load_case("priority-chain")
+    route["spec"]["models"][0]["targets"][0]["rpm"] = 100
+    route["spec"]["models"][0]["targets"][0]["tpm"] = 1000
+
+    def limits(proxy: dict[str, Any], redis: bool = False) -> tuple[int, int]:
+        changed = copy.deepcopy(route)
+        changed["spec"]["proxy"] = proxy
+        if redis:
+            changed["spec"]["router"] = {"redis": {"host": "redis"}}
+        params = render_route(changed).config["model_list"][0]["litellm_params"]
+        return params["rpm"], params["tpm"]
+
+    assert limits({}) == (100, 1000)
+    assert limits({"replicas": 3}) == (34, 334)
+    two_workers = {"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}
+    assert limits({"replicas": 3, **two_workers}) == (17, 167)
+    assert limits({"autoscaling": {"enabled": True, "maxReplicas": 4}}) == (25, 250)
+    assert limits({"replicas": 3, **two_workers}, redis=True) == (100, 1000)
+
+
+def test_ollama_targets_use_the_managed_service_or_the_external_url() -> None:
+    route, _, _ = load_case("priority-chain")
+    managed = render_route(route).config["model_list"][-1]["litellm_params"]
+    assert managed["model"] == "ollama_chat/llama3.2"
+    assert managed["api_base"] == "http://gateway-ollama.team-a.svc:11434"
+    external = copy.deepcopy(route)
+    external["spec"]["ollama"] = {"external": {"url": "http://ollama.lan:11434"}}
+    params = render_route(external).config["model_list"][-1]["litellm_params"]
+    assert params["api_base"] == "http://ollama.lan:11434"
+
+
+def test_targets_sharing_a_key_share_one_env_var() -> None:
+    rendered = render_case("cost-pricing")
+    keys = [
+        d["litellm_params"]["api_key"]
+        for d in rendered.config["model_list"]
+        if d["litellm_params"]["model"].startswith("openai/")
+    ]
+    assert keys == [f"os.environ/{secret_env_var('openai', 'api-key')}"] * 2
+    pod = objects_by_kind(rendered)["Deployment"]["spec"]["template"]["spec"]
+    names = [e["name"] for e in pod["containers"][0]["env"]]
+    assert len(names) == len(set(names))
+
+
+def test_secret_env_var_names_do_not_collide() -> None:
+    pairs = [("a-b", "c"), ("a", "b-c"), ("a.b", "c"), ("A", "b_c"), ("x", "k"), ("x", "k2")]
+    names = {secret_env_var(s, k) for s, k in pairs}
+    assert len(names) == len(pairs)
+    assert all(re.fullmatch(r"LLMROUTE_SECRET_[A-Z0-9_]+_[0-9a-f]{8}", n) for n in names)
+    assert secret_env_var("a-b", "c") == secret_env_var("a-b", "c")
+
+
+def test_quota_shadow_mode_changes_nothing() -> None:
+    route, _, _ = load_case("quota-effects")
+    shadow = [
+        QuotaEffect(model_name="premium", state="Exhausted", action="reject", enforcement="shadow"),
+        QuotaEffect(provider="anthropic", state="SoftLimited", enforcement="shadow"),
+        QuotaEffect(provider="openai", rpm=1, enforcement="shadow"),
+    ]
+    assert render_route(route, quotas=shadow) == render_route(route)
+
+
+def test_quota_effects_in_detail() -> None:
+    rendered = render_case("quota-effects")
+    config = rendered.config
+    deployments = {}
+    for d in config["model_list"]:
+        deployments.setdefault(d["model_name"], []).append(
+            (
+                d["model_info"]["id"],
+                d["litellm_params"].get("order"),
+                d["litellm_params"].get("rpm"),
+            )
+        )
+    # anthropic is soft-limited: behind openai and mistral (whose quota is only in shadow mode).
+    # The openai quota's 90 rpm is split over the three openai targets it matches.
+    assert deployments["smart"] == [("smart/1", 1, 30), ("smart/2", 2, None), ("smart/0", 3, None)]
+    # gpt4's only target is exhausted: the model is served by its fallback chain.
+    assert "gpt4" not in deployments
+    assert config["router_settings"]["model_group_alias"] == {"gpt4": "local"}
+    # premium rejects: no deployments, no alias, never a fallback target, 429 from the hook.
+    assert "premium" not in deployments
+    assert set(rendered.rejected_models) == {"premium"}
+    assert "ModelQuota 'premium'" in rendered.rejected_models["premium"]
+    policy_json = objects_by_kind(rendered)["ConfigMap"]["data"]["llmroute_auth.json"]
+    assert yaml.safe_load(policy_json)["rejectedModels"] == rendered.rejected_models
+    fallbacks = {k: v for f in config["router_settings"]["fallbacks"] for k, v in f.items()}
+    assert fallbacks == {
+        "smart": ["local"],
+        "gpt4": ["local"],
+        "research": ["local", "smart"],
+    }
+    # Clients still see every model.
+    assert rendered.models == ["smart", "gpt4", "premium", "local", "research"]
+
+
+def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
+    route, _, _ = load_case("cost-pricing")
+    rendered = render_route(route, quotas=[QuotaEffect(model="gpt-4o-mini", state="SoftLimited")])
+    cheap = [d for d in rendered.config["model_list"] if d["model_name"] == "cheap"]
+    assert [(d["model_info"]["id"], d["litellm_params"].get("order")) for d in cheap] == [
+        ("cheap/0", 1),
+        ("cheap/2", 1),
+        ("cheap/1", 2),
+    ]
+
+
+def test_a_model_without_any_budget_left_rejects() -> None:
+    route, _, _ = load_case("priority-chain")
+    rendered = render_route(route, quotas=[QuotaEffect(state="Exhausted")])
+    assert rendered.config["model_list"] == []
+    assert set(rendered.rejected_models) == {"smart", "local"}
+    assert "no fallback model has a target left" in rendered.rejected_models["smart"]
+
+
+def test_quota_effect_validates_its_fields() -> None:
+    with pytest.raises(ValueError, match="state"):
+        QuotaEffect(state="Spent")
+    with pytest.raises(ValueError, match="action"):
+        QuotaEffect(action="drop")
+    assert QuotaEffect.from_quota({"spec": {"match": {"provider": "groq"}}}) == QuotaEffect(
+        provider="groq"
+    )
+
+
+BROKEN = [
+    (lambda s: s["models"][0].update(strategy="random"), "spec.models[0].strategy"),
+    (lambda s: s["models"][0].update(fallbacks=["nope"]), "spec.models[0].fallbacks[0]"),
+    (lambda s: s["models"][0].update(fallbacks=["smart"]), "spec.models[0].fallbacks[0]"),
+    (lambda s: s["models"][1].update(name="smart"), "spec.models[1].name"),
+    (lambda s: s["models"][0].update(targets=[]), "spec.models[0].targets"),
+    (lambda s: s.update(models=[]), "spec.models"),
+    (
+        lambda s: s["models"][0]["targets"][0].update(provider="cohere"),
+        "spec.models[0].targets[0].provider",
+    ),
+    (
+        lambda s: s["models"][0]["targets"][0].update(credentialsSecretRef={"name": "x"}),
+        "spec.models[0].targets[0]",
+    ),
+    (
+        lambda s: s["models"][1]["targets"][0].update(credentialsSecretRef={"name": "x"}),
+        "spec.models[1].targets[0].credentialsSecretRef",
+    ),
+    (
+        lambda s: s["models"][0]["targets"][0].update(provider="openai-compatible"),
+        "spec.models[0].targets[0].apiBase",
+    ),
+    (
+        lambda s: s["models"][0]["targets"][0].update(pricing={"inputPerMillionUSD": 1}),
+        "spec.models[0].targets[0].pricing.outputPerMillionUSD",
+    ),
+    (lambda s: s.update(router={"fallbackOn": ["errors"]}), "spec.router.fallbackOn"),
+    (lambda s: s.update(router={"fallbackOn": ["sometimes"]}), "spec.router.fallbackOn"),
+    (
+        lambda s: s.update(
+            auth={
+                "callers": [
+                    {"name": "a", "keySecretRef": {"name": "k", "key": "k"}, "models": ["x"]}
+                ]
+            }
+        ),
+        "spec.auth.callers[0].models[0]",
+    ),
+    (
+        lambda s: s.update(
+            auth={"callers": [{"name": "Bad_Name", "keySecretRef": {"name": "k", "key": "k"}}]}
+        ),
+        "spec.auth.callers[0].name",
+    ),
+    (
+        lambda s: s.update(
+            proxy={"autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 2}}
+        ),
+        "spec.proxy.autoscaling.minReplicas",
+    ),
+]
+
+
+@pytest.mark.parametrize(("breakage", "field"), BROKEN)
+def test_render_names_the_field_it_cannot_render(breakage, field: str) -> None:
+    route, _, _ = load_case("priority-chain")
+    breakage(route["spec"])
+    with pytest.raises(RenderError) as error:
+        render_route(route)
+    assert error.value.field == field
+
+
+def test_context_window_only_fallbacks() -> None:
+    route, _, _ = load_case("priority-chain")
+    route["spec"]["router"] = {"fallbackOn": ["contextWindow"]}
+    settings = render_route(route).config["router_settings"]
+    assert "fallbacks" not in settings
+    assert settings["context_window_fallbacks"] == [{"smart": ["local"]}]
+    route["spec"]["router"] = {"fallbackOn": []}
+    settings = render_route(route).config["router_settings"]
+    assert "fallbacks" not in settings
+    assert "context_window_fallbacks" not in settings
