@@ -106,6 +106,31 @@ def create(api: client.ApiClient, obj: dict) -> dict | None:
         raise
 
 
+def delete_owned(
+    api: client.ApiClient, api_version: str, kind: str, namespace: str, name: str, owner_uid: str
+) -> bool:
+    """Delete the object if it exists and `owner_uid` owns it; True when it was deleted."""
+    obj = get(api, api_version, kind, namespace, name)
+    if obj is None or owner_uid not in {
+        ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or []
+    }:
+        return False
+    try:
+        # The precondition makes sure a re-created object of the same name is left alone.
+        _call(
+            api,
+            "DELETE",
+            object_path(api_version, kind, namespace, name),
+            header_params={"Content-Type": "application/json"},
+            body={"preconditions": {"uid": obj["metadata"]["uid"]}},
+        )
+    except ApiException as error:
+        if error.status in (404, 409):
+            return False
+        raise
+    return True
+
+
 def owner_reference(owner: dict) -> dict:
     return {
         "apiVersion": owner["apiVersion"],
@@ -117,13 +142,25 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
-def last_writer(obj: dict) -> str | None:
-    """The field manager of the most recent write to anything but the status."""
+# Controllers that write to our children as part of their normal work (the Deployment
+# controller's revision annotation); their writes are not drift.
+SYSTEM_MANAGERS = frozenset({"kube-controller-manager"})
+
+
+def edited_by_others(obj: dict) -> bool:
+    """Whether someone else wrote to anything but the status since our last apply.
+
+    managedFields times have a resolution of one second, so a write in the same second
+    as ours counts as after it: a needless (no-op) re-apply, never a missed edit.
+    """
     entries = [
         e
         for e in obj.get("metadata", {}).get("managedFields") or []
         if not e.get("subresource") and e.get("time")
     ]
-    if not entries:
-        return None
-    return max(entries, key=lambda e: e["time"])["manager"]
+    ours = max((e["time"] for e in entries if e["manager"] == FIELD_MANAGER), default="")
+    return any(
+        e["time"] >= ours
+        for e in entries
+        if e["manager"] != FIELD_MANAGER and e["manager"] not in SYSTEM_MANAGERS
+    )

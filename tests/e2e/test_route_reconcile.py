@@ -265,3 +265,71 @@ def test_deleting_the_route_garbage_collects_children(apis, namespace):
         return "gw-litellm" not in names and not deployments
 
     wait_for(gone, timeout=90, what="children garbage-collected")
+
+
+def test_invalid_update_keeps_the_last_good_objects(apis, namespace):
+    core, apps, custom = apis
+    create_keys(core, namespace)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw")
+    )
+    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    config_map = core.read_namespaced_config_map("gw-litellm", namespace)
+    deployment = apps.read_namespaced_deployment("gw-litellm", namespace)
+
+    # The API server accepts this, but LiteLLM cannot fall back on errors without also
+    # falling back on rate limits and timeouts: the operator refuses to render it.
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        ROUTE_PLURAL,
+        "gw",
+        {"spec": {"router": {"fallbackOn": ["errors"]}}},
+    )
+    route = wait_condition(custom, namespace, "gw", "ConfigValid", "False")
+    invalid = condition(route, "ConfigValid")
+    assert invalid["reason"] == "InvalidSpec"
+    assert "spec.router.fallbackOn" in invalid["message"]
+    assert invalid["observedGeneration"] == route["metadata"]["generation"]
+    assert condition(route, "Ready")["status"] == "False"
+    assert (
+        core.read_namespaced_config_map("gw-litellm", namespace).metadata.resource_version
+        == config_map.metadata.resource_version
+    )
+    assert (
+        apps.read_namespaced_deployment("gw-litellm", namespace).spec.template
+        == deployment.spec.template
+    )
+
+    # Fixing the spec heals the route.
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        ROUTE_PLURAL,
+        "gw",
+        {"spec": {"router": {"fallbackOn": ["errors", "rateLimit", "timeout"]}}},
+    )
+    wait_condition(custom, namespace, "gw", "ConfigValid", "True")
+
+
+def test_disruption_budget_follows_the_replica_count(apis, namespace):
+    core, _apps, custom = apis
+    policy = client.PolicyV1Api(core.api_client)
+    create_keys(core, namespace)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw", proxy={"replicas": 2})
+    )
+    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    assert policy.read_namespaced_pod_disruption_budget("gw-litellm", namespace)
+
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, ROUTE_PLURAL, "gw", {"spec": {"proxy": {"replicas": 1}}}
+    )
+
+    def pruned():
+        names = policy.list_namespaced_pod_disruption_budget(namespace).items
+        return not names
+
+    wait_for(pruned, what="the PodDisruptionBudget deleted at one replica")

@@ -81,7 +81,7 @@ def proxy_deployment_changed(
     if not route_name:
         return
     namespace = body["metadata"]["namespace"]
-    if type == "DELETED" or _edited_by_someone_else(body):
+    if type == "DELETED" or kube.edited_by_others(body):
         _reconcile_by_name(namespace, route_name, logger)
     else:
         _update_proxy_available(namespace, route_name, dict(body))
@@ -90,7 +90,7 @@ def proxy_deployment_changed(
 def _restore_on_change(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
     """A child deleted or edited by someone else is restored from the route."""
     route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
-    if route_name and (type == "DELETED" or _edited_by_someone_else(body)):
+    if route_name and (type == "DELETED" or kube.edited_by_others(body)):
         _reconcile_by_name(body["metadata"]["namespace"], route_name, logger)
 
 
@@ -135,7 +135,11 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
         raise kopf.PermanentError(f"invalid spec: {message}")
 
     try:
-        rendered = render_route(route, master_key_secret=_master_key_secret_name(route))
+        rendered = render_route(
+            route,
+            master_key_secret=_master_key_secret_name(route),
+            operator_namespace=state.operator_namespace(),
+        )
     except RenderError as error:
         conditions = set_condition(
             conditions, "ConfigValid", False, "InvalidSpec", str(error), generation
@@ -187,6 +191,7 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
         applied = kube.apply(api, _owned(obj, owner))
         if obj["kind"] == "Deployment":
             deployment = applied
+    _prune_optional_children(api, route, rendered)
     conditions = _proxy_condition(conditions, deployment, generation)
     conditions = _ready(conditions, generation)
     report(
@@ -298,6 +303,23 @@ def _create_master_key_secret(
         logger.info("generated master key Secret %s", secret["metadata"]["name"])
 
 
+# Children that exist only for some specs (replicas > 1, autoscaling); when the spec stops
+# asking for one, it is deleted. (apiVersion, kind, name suffix)
+OPTIONAL_CHILDREN = (
+    ("policy/v1", "PodDisruptionBudget", "-litellm"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "-litellm"),
+)
+
+
+def _prune_optional_children(api: client.ApiClient, route: dict, rendered: RenderedRoute) -> None:
+    meta = route["metadata"]
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    for api_version, kind, suffix in OPTIONAL_CHILDREN:
+        name = meta["name"] + suffix
+        if (kind, name) not in wanted:
+            kube.delete_owned(api, api_version, kind, meta["namespace"], name, meta["uid"])
+
+
 def _owned(obj: dict, owner: dict) -> dict:
     meta = {**obj["metadata"], "namespace": owner_namespace(obj, owner)}
     meta["ownerReferences"] = [owner]
@@ -369,10 +391,6 @@ def _ready(conditions: list[dict], generation: int | None) -> list[dict]:
         set_condition(conditions, "Ready", True, "Ready", "the gateway serves", generation),
         CONDITION_ORDER,
     )
-
-
-def _edited_by_someone_else(obj: dict) -> bool:
-    return kube.last_writer(obj) not in (None, kube.FIELD_MANAGER)
 
 
 def _write_status(api: client.ApiClient, route: dict, status: dict) -> None:

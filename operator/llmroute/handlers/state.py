@@ -21,3 +21,8 @@ def api_client() -> client.ApiClient:
     # kopf runs sync handlers in a thread pool; the pool of connections follows it.
     configuration.connection_pool_maxsize = 16
     return client.ApiClient(configuration)
+
+
+def operator_namespace() -> str | None:
+    """The operator's own namespace (set by the chart from the downward API)."""
+    return os.environ.get("POD_NAMESPACE") or None
