@@ -1,5 +1,5 @@
 """kopf handlers. Importing this package registers them."""
 
-from . import route, settings
+from . import quota, route, settings
 
-__all__ = ["route", "settings"]
+__all__ = ["quota", "route", "settings"]

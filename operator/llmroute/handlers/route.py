@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import kube
 from ..api import GROUP, ROUTE_PLURAL, VERSION
 from ..api.validation import validate
+from ..quota import quota_effects_for_route
 from ..render import RenderedRoute, RenderError, check_litellm_config, render_route
 from . import state
 from .conditions import condition_status, ordered, set_condition
@@ -137,6 +138,7 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
     try:
         rendered = render_route(
             route,
+            quotas=quota_effects_for_route(api, meta["namespace"], meta["name"]),
             master_key_secret=_master_key_secret_name(route),
             operator_namespace=state.operator_namespace(),
         )

@@ -1,0 +1,130 @@
+"""ModelQuota handlers: keep the spend ledger in status, and the route's routing in step.
+
+A timer syncs each quota every SYNC_INTERVAL_SECONDS (llmroute.quota.sync does the work). A
+sync that moves the quota's state posts an event and, when the quota is enforced, renders its
+route again so the routing follows the budget. Creating, changing or deleting a quota renders
+its route again too: its match, action, enforcement and rpm/tpm shape the route's config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from typing import Any, Final
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
+from ..quota.sync import SyncOutcome, sync_quota
+from . import route as route_handlers
+from . import state
+
+SYNC_INTERVAL_ENV: Final = "LLMROUTE_QUOTA_SYNC_SECONDS"
+DEFAULT_SYNC_INTERVAL_SECONDS: Final = 15.0
+
+
+def sync_interval() -> float:
+    """Seconds between two syncs of a quota: $LLMROUTE_QUOTA_SYNC_SECONDS, else 15."""
+    raw = os.environ.get(SYNC_INTERVAL_ENV, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_SYNC_INTERVAL_SECONDS
+    return value if value > 0 else DEFAULT_SYNC_INTERVAL_SECONDS
+
+
+SYNC_INTERVAL_SECONDS: Final = sync_interval()
+
+# The timer and the change handlers may sync the same quota at once (kopf runs sync handlers
+# in a thread pool); the conditional status write keeps the ledger exact regardless, the lock
+# spares the lost round.
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+@kopf.timer(GROUP, VERSION, QUOTA_PLURAL, interval=SYNC_INTERVAL_SECONDS)
+def quota_timer(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
+    sync(namespace, name, logger)
+
+
+@kopf.on.create(GROUP, VERSION, QUOTA_PLURAL)
+@kopf.on.update(GROUP, VERSION, QUOTA_PLURAL, field="spec")
+def quota_changed(
+    name: str,
+    namespace: str,
+    old: kopf.BodyEssence | None,
+    new: kopf.BodyEssence | None,
+    logger: logging.Logger,
+    **_: Any,
+) -> None:
+    """A new or changed quota: account it at once, and render the routes it touches."""
+    outcome = sync(namespace, name, logger, rerender=False)
+    routes = {_route_name(old), _route_name(new)}
+    if outcome is not None:
+        routes.add(outcome.route_name)
+    for route_name in sorted(r for r in routes if r):
+        rerender_route(namespace, route_name, logger)
+
+
+@kopf.on.delete(GROUP, VERSION, QUOTA_PLURAL, optional=True)
+def quota_deleted(
+    name: str, namespace: str, spec: kopf.Spec, logger: logging.Logger, **_: Any
+) -> None:
+    # optional=True: no finalizer; a quota that is gone simply stops shaping its route.
+    route_name = (spec.get("routeRef") or {}).get("name")
+    if route_name:
+        logger.info("ModelQuota %s deleted; rendering LLMRoute %s again", name, route_name)
+        rerender_route(namespace, route_name, logger)
+
+
+# -- work --------------------------------------------------------------------------
+
+
+def _route_name(body: Any) -> str | None:
+    if not body:
+        return None
+    return ((body.get("spec") or {}).get("routeRef") or {}).get("name")
+
+
+def sync(
+    namespace: str, name: str, logger: logging.Logger, *, rerender: bool = True
+) -> SyncOutcome | None:
+    """Sync one quota; post the event of a state change and render its route on one."""
+    with _locks[(namespace, name)]:
+        outcome = sync_quota(state.api_client(), namespace, name)
+    if outcome is None or not outcome.written:
+        return outcome
+    result = outcome.result
+    if result.event is not None:
+        kopf.event(
+            outcome.quota,
+            type=result.event.type,
+            reason=result.event.reason,
+            message=result.event.message,
+        )
+        logger.info("ModelQuota %s/%s: %s", namespace, name, result.event.message)
+    if rerender and result.rerender_route and outcome.route_name:
+        rerender_route(namespace, outcome.route_name, logger)
+    return outcome
+
+
+def rerender_route(namespace: str, route_name: str, logger: logging.Logger) -> None:
+    """Reconcile an LLMRoute now, so its config reflects the current quota states."""
+    try:
+        route = client.CustomObjectsApi(state.api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, ROUTE_PLURAL, route_name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return
+        raise
+    if route["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        route_handlers.reconcile(route, logger)
+    except (kopf.TemporaryError, kopf.PermanentError) as error:
+        # The route's own status says why; its handlers retry on their own.
+        logger.info("LLMRoute %s/%s not reconciled: %s", namespace, route_name, error)

@@ -1,0 +1,213 @@
+"""A ModelQuota's next status, and what a sync should tell the world: pure functions.
+
+The handler reads the quota, its route and the route's proxy replicas, and gets back the
+status to write (or None when nothing but the clock would change), the event to post when the
+state moved, and whether the route must be rendered again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from llmroute.quota.ledger import (
+    Ledger,
+    ReplicaScrape,
+    advance,
+    budget_state,
+    percent_used,
+)
+from llmroute.quota.periods import format_time
+from llmroute.quota.spec import QuotaSpec, QuotaSpecError, matched_deployments
+
+CONDITION_ORDER: Final = ("Ready", "Synced")
+
+
+@dataclass(frozen=True)
+class QuotaEvent:
+    """A Kubernetes event about the quota: type Normal or Warning, a reason, a message."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    status: dict[str, Any]  # the whole next status
+    write: bool  # False: the stored status already says all of it
+    previous_state: str | None  # None before the first sync
+    state: str | None  # None while the spec cannot be accounted
+    event: QuotaEvent | None  # posted when the state moved
+    rerender_route: bool  # the state moved and the quota shapes routing
+
+
+def _set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    value = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    unchanged = previous is not None and previous.get("status") == value
+    condition: dict[str, Any] = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (
+            previous.get("lastTransitionTime") if unchanged and previous else format_time(now)
+        ),
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    others = [c for c in conditions if c.get("type") != type_]
+    rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
+    return sorted([*others, condition], key=lambda c: rank.get(c.get("type", ""), len(rank)))
+
+
+def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "lastSync"}
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def transition_event(
+    previous: str | None, state: str, spec: QuotaSpec, spent_usd: float
+) -> QuotaEvent | None:
+    """The event for a state change (none for the first sync of a quota that is Ok)."""
+    if (previous or "Ok") == state:
+        return None
+    used = percent_used(spent_usd, spec.limit_usd)
+    figures = f"{_money(spent_usd)} of {_money(spec.limit_usd)} ({used:g}%) spent this period"
+    if state == "Ok":
+        effect = "the matched targets route normally"
+        event_type, reason = "Normal", "BudgetOk"
+    elif state == "SoftLimited":
+        effect = "the matched targets move behind the other targets of their model"
+        event_type, reason = "Warning", "SoftLimitReached"
+        figures += f", soft limit {spec.soft_limit_percent}%"
+    elif spec.action == "reject":
+        effect = "requests for models left without targets are rejected with 429"
+        event_type, reason = "Warning", "BudgetExhausted"
+    else:
+        effect = "traffic stops reaching the matched targets and falls back"
+        event_type, reason = "Warning", "BudgetExhausted"
+    if spec.enforcement == "shadow":
+        message = f"{state}: {figures}; shadow mode, routing unchanged (enforced: {effect})"
+    else:
+        message = f"{state}: {figures}; {effect}"
+    return QuotaEvent(event_type, reason, message)
+
+
+def _scrape_summary(
+    scrapes: Sequence[ReplicaScrape], errors: Mapping[str, str]
+) -> tuple[bool, str, str, int]:
+    answered = sum(1 for s in scrapes if s.deployments is not None)
+    silent = [s for s in scrapes if s.deployments is None]
+    if not scrapes:
+        return False, "NoProxyReplicas", "the route has no proxy replica to read", 0
+    if silent:
+        details = "; ".join(f"{s.pod}: {errors.get(s.uid, 'no answer')}" for s in silent[:3])
+        message = f"{len(silent)} of {len(scrapes)} proxy replicas did not answer ({details})"
+        return False, "ScrapeFailed", message, answered
+    return True, "Synced", f"read {len(scrapes)} proxy replica(s)", answered
+
+
+def next_status(
+    quota: Mapping[str, Any],
+    *,
+    route: Mapping[str, Any] | None,
+    scrapes: Sequence[ReplicaScrape],
+    now: dt.datetime,
+    errors: Mapping[str, str] | None = None,
+) -> SyncResult:
+    """The status after one sync of `quota` at `now`.
+
+    route: the LLMRoute the quota references, None when it does not exist.
+    scrapes: every proxy replica of the route (answered or not).
+    errors: why a replica did not answer, by pod UID (for the Synced condition).
+    """
+    old: dict[str, Any] = dict(quota.get("status") or {})
+    generation = (quota.get("metadata") or {}).get("generation")
+    conditions = list(old.get("conditions") or [])
+    previous_state = old.get("state")
+
+    try:
+        spec = QuotaSpec.from_quota(quota)
+    except QuotaSpecError as error:
+        conditions = _set_condition(
+            conditions, "Ready", False, "InvalidSpec", str(error), generation, now
+        )
+        status = {**old, "observedGeneration": generation, "conditions": conditions}
+        return SyncResult(
+            status=status,
+            write=_comparable(status) != _comparable(old),
+            previous_state=previous_state,
+            state=None,
+            event=None,
+            rerender_route=False,
+        )
+
+    if route is None:
+        scrapes = ()
+        matched: frozenset[str] = frozenset()
+    else:
+        matched = matched_deployments(route, spec)
+    ledger = advance(Ledger.from_status(old), scrapes, matched, period=spec.period, now=now)
+    state = budget_state(ledger.total.spend_usd, spec.limit_usd, spec.soft_limit_percent)
+
+    if route is None:
+        message = f"LLMRoute {spec.route!r} not found in this namespace"
+        conditions = _set_condition(
+            conditions, "Ready", False, "RouteNotFound", message, generation, now
+        )
+        conditions = _set_condition(
+            conditions, "Synced", False, "RouteNotFound", message, generation, now
+        )
+        answered = 0
+    else:
+        synced, reason, message, answered = _scrape_summary(scrapes, errors or {})
+        conditions = _set_condition(conditions, "Synced", synced, reason, message, generation, now)
+        if not matched:
+            ready_reason = "NoMatchingTargets"
+            ready_message = f"no target of LLMRoute {spec.route!r} matches; nothing is counted"
+        elif spec.enforcement == "shadow":
+            ready_reason = "Shadow"
+            ready_message = f"{len(matched)} target(s) counted; shadow mode, routing unchanged"
+        else:
+            ready_reason = "Enforced"
+            ready_message = f"{len(matched)} target(s) counted and governed"
+        conditions = _set_condition(
+            conditions, "Ready", True, ready_reason, ready_message, generation, now
+        )
+
+    status = {
+        **old,
+        **ledger.to_status(),
+        "percentUsed": percent_used(ledger.total.spend_usd, spec.limit_usd),
+        "state": state,
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
+    if answered:
+        # Moves only when counters were read, so users see that the sync is alive.
+        status["lastSync"] = format_time(now)
+    event = transition_event(previous_state, state, spec, ledger.total.spend_usd)
+    moved = (previous_state or "Ok") != state
+    return SyncResult(
+        status=status,
+        write=bool(answered) or _comparable(status) != _comparable(old),
+        previous_state=previous_state,
+        state=state,
+        event=event,
+        rerender_route=moved and spec.enforcement == "enforce",
+    )
