@@ -56,6 +56,7 @@ def run(
         # Before kopf and the kubernetes client are imported: they read it at import time.
         os.environ["KUBECONFIG"] = kubeconfig
     import kopf
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
