@@ -2,7 +2,7 @@
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run on loopback
 with free ports and a temporary directory. kwok plays the kubelet of one fake node and
-gives pods addresses in POD_CIDR (a loopback range), so a real process can serve at a
+gives pods addresses in a loopback /24 of its own, so a real process can serve at a
 pod's IP. Everything is torn down by stop(), and children die with their parent.
 """
 
@@ -12,6 +12,7 @@ import base64
 import contextlib
 import ctypes
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -29,7 +30,14 @@ import yaml
 
 from . import tools
 
-POD_CIDR = "127.0.1.0/24"
+
+def random_pod_cidr() -> str:
+    """A loopback /24 for one cluster's pods: clusters running side by side never share
+    pod IPs, so their proxies never take each other's addresses."""
+    rng = random.SystemRandom()
+    return f"127.{rng.randint(16, 254)}.{rng.randint(0, 255)}.0/24"
+
+
 FAKE_NODE = "kwok-node-0"
 _PR_SET_PDEATHSIG = 1
 
@@ -60,6 +68,7 @@ class LocalCluster:
     workdir: Path | None = None
     with_pods: bool = True  # kube-scheduler + kwok: pods become Running and Ready
     crd_dir: Path | None = tools.REPO_ROOT / "crds"
+    pod_cidr: str = field(default_factory=random_pod_cidr)
     kubeconfig: Path = field(init=False)
     server: str = field(init=False)
     token: str = field(init=False)
@@ -321,7 +330,7 @@ class LocalCluster:
                 str(tools.binary("kwok")),
                 f"--kubeconfig={self.kubeconfig}",
                 "--manage-all-nodes=true",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={self.pod_cidr}",
                 f"--server-address=127.0.0.1:{free_port()}",
                 "-c",
                 str(tools.kwok_stages()),

@@ -1,6 +1,6 @@
 """The process runner: real processes for the pods that kwok only pretends to run.
 
-kwok makes llmroute's pods Running and Ready with loopback IPs (127.0.1.0/24), but nothing
+kwok makes llmroute's pods Running and Ready with loopback IPs (a /24 in 127.0.0.0/8), but nothing
 executes their containers. The runner watches the pods labelled
 ``app.kubernetes.io/managed-by=llmroute`` and, for each one that is Running with an IP:
 

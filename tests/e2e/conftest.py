@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -49,9 +49,10 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 class OperatorProcess:
     """`llmroute run` as a separate process, exactly as a user starts it."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, args: Sequence[str] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.args = list(args)
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -67,7 +68,10 @@ class OperatorProcess:
                     str(self.kubeconfig),
                     "--liveness",
                     f"http://127.0.0.1:{port}/healthz",
+                    *self.args,
                 ],
+                # No fetch of LiteLLM's price map from the network.
+                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from localcluster.controlplane import POD_CIDR, LocalCluster
+from localcluster.controlplane import LocalCluster
 from localcluster.wait import wait_for
 
 
@@ -63,7 +63,7 @@ def test_deployment_becomes_available_and_teardown_leaves_nothing(tmp_path: Path
                 what="Deployment available",
             )
             pods = client.CoreV1Api(api).list_namespaced_pod("default").items
-            prefix = POD_CIDR.rsplit(".", 1)[0] + "."
+            prefix = local.pod_cidr.rsplit(".", 1)[0] + "."
             assert all(p.status.pod_ip.startswith(prefix) for p in pods)
     finally:
         local.stop()

@@ -282,3 +282,48 @@ def test_shadow_mode_counts_and_announces_but_changes_no_routing(api, namespace,
     seen = len(upstream.inference_requests())
     gateway.chat(pod, 1)
     assert answered_by(upstream, seen) == ["gpt-4"]
+
+
+def test_reject_action_answers_429_once_the_budget_is_spent(api, namespace, gateway, upstream):
+    pod = gateway.serving_pod()
+    first_hash = gateway.config_hash()
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        QUOTA_PLURAL,
+        quota_manifest(match={"modelName": "smart"}, action="reject", budget={"limitUSD": 0.03}),
+    )
+    wait_status(api, namespace, "first sync", lambda s: s.get("lastSync"))
+    gateway.chat(pod, 2)
+    wait_status(api, namespace, "budget exhausted", lambda s: s.get("state") == "Exhausted")
+    rejecting = wait_for(
+        lambda: (h := gateway.config_hash()) != first_hash and h,
+        timeout=SYNC_TIMEOUT,
+        what="the route re-rendered to reject smart",
+    )
+    pod = gateway.serving_pod(rejecting)
+    seen = len(upstream.inference_requests())
+    with pytest.raises(openai.RateLimitError) as refused:
+        gateway.chat(pod, 1)
+    assert "gpt4-budget" in str(refused.value)
+    assert answered_by(upstream, seen) == []
+
+
+def test_operator_restart_loses_no_spend(api, namespace, gateway, upstream, operator):
+    pod = gateway.serving_pod()
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, QUOTA_PLURAL, quota_manifest(budget={"limitUSD": 100})
+    )
+    wait_status(api, namespace, "first sync", lambda s: s.get("lastSync"))
+    gateway.chat(pod, 2)
+    wait_status(api, namespace, "2 requests counted", lambda s: s.get("requests") == 2)
+
+    # Requests served while the operator is down are counted once it is back.
+    operator.stop()
+    try:
+        gateway.chat(pod, 1)
+    finally:
+        operator.start()
+    status = wait_status(api, namespace, "3 requests counted", lambda s: s.get("requests") == 3)
+    assert status["spentUSD"] == pytest.approx(3 * PRICE_PER_REQUEST, abs=0.01)

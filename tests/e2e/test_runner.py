@@ -140,6 +140,7 @@ def ask(info: ProcessInfo) -> str:
 
 
 def test_runner_serves_proxy_pods(
+    cluster: LocalCluster,
     api: client.ApiClient,
     namespace: str,
     upstream: FakeOpenAI,
@@ -169,7 +170,7 @@ def test_runner_serves_proxy_pods(
     [pod] = wait_for(lambda: running_pods(core, namespace), timeout=60, what="a Ready pod")
     first = process_runner.wait_serving(pod.metadata.name, timeout=120, namespace=namespace)
     assert (first.host, first.port) == (pod.status.pod_ip, 4000)
-    assert first.host.startswith("127.0.1.")
+    assert first.host.startswith(cluster.pod_cidr.rsplit(".", 1)[0] + ".")
     assert "fake-openai" in ask(first)
     [forwarded] = upstream.inference_requests()
     assert forwarded.api_key == UPSTREAM_KEY  # resolved from the Secret through the API

@@ -1,0 +1,147 @@
+{{/*
+The app name of the operator's pods. Fixed, not derived from the release: the NetworkPolicy the
+operator renders for every gateway proxy admits pods with this name to scrape /metrics
+(operator/llmroute/render/labels.py, OPERATOR_APP_NAME).
+*/}}
+{{- define "llmroute.name" -}}
+llmroute-operator
+{{- end }}
+
+{{/*
+Full name of the chart's objects: the release name when it already says llmroute, else
+<release>-llmroute. Truncated to 48 characters, so that with the longest suffix (-test-liveness)
+a name stays within the 63 characters of a DNS label.
+*/}}
+{{- define "llmroute.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 48 | trimSuffix "-" }}
+{{- else if contains "llmroute" .Release.Name }}
+{{- .Release.Name | trunc 48 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-llmroute" .Release.Name | trunc 48 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "llmroute.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 48 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of the operator's objects (Deployment, pods, RBAC, Service, peering).
+*/}}
+{{- define "llmroute.labels" -}}
+{{ include "llmroute.selectorLabels" . }}
+{{ include "llmroute.commonLabels" . }}
+{{- end }}
+
+{{/*
+Labels of the chart's other objects (test pod, example route, monitoring). Their name differs
+from the operator's, so the operator's selectors never match them.
+*/}}
+{{- define "llmroute.extraLabels" -}}
+app.kubernetes.io/name: llmroute
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "llmroute.commonLabels" . }}
+{{- end }}
+
+{{- define "llmroute.commonLabels" -}}
+helm.sh/chart: {{ include "llmroute.chart" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: llmroute
+{{- end }}
+
+{{/*
+Labels that select the operator's pods. Immutable in a Deployment's selector: never add to them.
+*/}}
+{{- define "llmroute.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llmroute.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "llmroute.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llmroute.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "llmroute.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+kopf peering is on with more than one replica: exactly one replica handles events.
+*/}}
+{{- define "llmroute.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
+{{- define "llmroute.peeringName" -}}
+{{- default (include "llmroute.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/*
+The operator's permissions on the namespaced objects it reconciles: the same in the ClusterRole
+(cluster-wide) and in each Role (watchNamespaces). No wildcards. Delete only where a spec change
+makes a child unwanted (PDB, HPA); otherwise children go with their route, removed by the
+garbage collector through their ownerReferences.
+*/}}
+{{- define "llmroute.namespacedRules" -}}
+# The custom resources: watched, annotated with kopf's progress, status written.
+- apiGroups: ["llmroute.dev"]
+  resources: ["llmroutes", "modelquotas"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["llmroute.dev"]
+  resources: ["llmroutes/status", "modelquotas/status"]
+  verbs: ["get", "patch", "update"]
+# Children carry ownerReferences with blockOwnerDeletion, which needs update on the owner's
+# finalizers subresource.
+- apiGroups: ["llmroute.dev"]
+  resources: ["llmroutes/finalizers"]
+  verbs: ["update"]
+# The children of a route. Secrets: referenced provider and caller keys are read, the
+# generated master key Secret is created once.
+- apiGroups: [""]
+  resources: ["configmaps", "services", "secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+# A PodDisruptionBudget exists only with several proxy replicas, an HPA only with autoscaling:
+# the operator deletes the one the spec stops asking for.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Proxy and Ollama replicas are found by their pods (status.podIP, readiness): the operator
+# scrapes the proxies' /metrics and asks Ollama which models it holds.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# kopf posts events about handler progress and errors on the routes.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+kopf keeps the peers' heartbeats in the status of the peering object.
+*/}}
+{{- define "llmroute.peeringVerbs" -}}
+verbs: ["get", "list", "watch", "patch"]
+{{- end }}
