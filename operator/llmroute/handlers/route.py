@@ -18,6 +18,7 @@ from ..api import GROUP, ROUTE_PLURAL, VERSION
 from ..api.validation import validate
 from ..quota import quota_effects_for_route
 from ..render import RenderedRoute, RenderError, check_litellm_config, render_route
+from . import ollama as ollama_status
 from . import state
 from .conditions import condition_status, ordered, set_condition
 
@@ -86,6 +87,39 @@ def proxy_deployment_changed(
         _reconcile_by_name(namespace, route_name, logger)
     else:
         _update_proxy_available(namespace, route_name, dict(body))
+
+
+@kopf.on.event(
+    "apps", "v1", "statefulsets", labels={**MANAGED, "app.kubernetes.io/component": "ollama"}
+)
+def ollama_statefulset_changed(
+    type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
+) -> None:
+    route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
+    if not route_name:
+        return
+    namespace = body["metadata"]["namespace"]
+    if type == "DELETED" or kube.edited_by_others(body):
+        _reconcile_by_name(namespace, route_name, logger)
+    else:
+        _update_ollama_ready(namespace, route_name, dict(body))
+
+
+# Model presence, crash loops and external Ollamas change without any event the operator
+# watches; this re-reads them. Only routes with an Ollama pay for it.
+OLLAMA_REFRESH_SECONDS = 60
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    ROUTE_PLURAL,
+    interval=OLLAMA_REFRESH_SECONDS,
+    idle=OLLAMA_REFRESH_SECONDS,
+    when=lambda spec, **_: bool(spec.get("ollama")),
+)
+def refresh_ollama_status(name: str, namespace: str, **_: Any) -> None:
+    _update_ollama_ready(namespace, name, None)
 
 
 def _restore_on_change(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
@@ -188,14 +222,27 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
     owner = kube.owner_reference(route)
     if rendered.generated_secret is not None:
         _create_master_key_secret(api, rendered.generated_secret, owner, logger)
-    deployment = None
+    deployment = statefulset = storage_message = None
     for obj in rendered.objects:
+        if obj["kind"] == "StatefulSet":
+            existing = kube.get(
+                api, "apps/v1", "StatefulSet", meta["namespace"], obj["metadata"]["name"]
+            )
+            obj, storage_message = ollama_status.keep_claim_templates(obj, existing)
         applied = kube.apply(api, _owned(obj, owner))
         if obj["kind"] == "Deployment":
             deployment = applied
+        elif obj["kind"] == "StatefulSet":
+            statefulset = applied
     _prune_optional_children(api, route, rendered)
     conditions = _proxy_condition(conditions, deployment, generation)
+    ollama = ollama_status.observe_ollama(api, route, statefulset, storage_message=storage_message)
+    conditions = ollama_status.with_ollama_condition(conditions, ollama, generation)
     conditions = _ready(conditions, generation)
+    if ollama is not None:
+        status["ollama"] = ollama.status_field()
+    else:
+        status.pop("ollama", None)
     report(
         observedGeneration=generation,
         endpoint=f"http://{meta['name']}.{meta['namespace']}.svc:4000",
@@ -223,6 +270,30 @@ def _reconcile_by_name(namespace: str, name: str, logger: logging.Logger) -> Non
 
 
 def _update_proxy_available(namespace: str, route_name: str, deployment: dict) -> None:
+    _refresh_status(
+        namespace,
+        route_name,
+        lambda route, conditions, generation: (
+            _proxy_condition(conditions, deployment, generation),
+            {},
+        ),
+    )
+
+
+def _update_ollama_ready(namespace: str, route_name: str, statefulset: dict | None) -> None:
+    def refresh(route: dict, conditions: list[dict], generation: int | None):
+        try:
+            ollama = ollama_status.observe_ollama(state.api_client(), route, statefulset)
+        except RenderError:
+            return conditions, {}  # reported as ConfigValid=False by the reconcile
+        conditions = ollama_status.with_ollama_condition(conditions, ollama, generation)
+        return conditions, ({"ollama": ollama.status_field()} if ollama else {})
+
+    _refresh_status(namespace, route_name, refresh)
+
+
+def _refresh_status(namespace: str, route_name: str, refresh) -> None:
+    """Recompute part of a route's status from a child's state, without a re-render."""
     api = client.CustomObjectsApi(state.api_client())
     with _locks[(namespace, route_name)]:
         try:
@@ -235,9 +306,9 @@ def _update_proxy_available(namespace: str, route_name: str, deployment: dict) -
             raise
         status = dict(route.get("status") or {})
         generation = status.get("observedGeneration")
-        conditions = _proxy_condition(list(status.get("conditions") or []), deployment, generation)
+        conditions, changes = refresh(route, list(status.get("conditions") or []), generation)
         conditions = _ready(conditions, generation)
-        _write_status(state.api_client(), route, {**status, "conditions": conditions})
+        _write_status(state.api_client(), route, {**status, **changes, "conditions": conditions})
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -310,6 +381,11 @@ def _create_master_key_secret(
 OPTIONAL_CHILDREN = (
     ("policy/v1", "PodDisruptionBudget", "-litellm"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "-litellm"),
+    # The managed Ollama, when spec.ollama goes away or turns external. Its volume claims
+    # are kept (retention policy Retain): models are large and slow to fetch again.
+    ("apps/v1", "StatefulSet", "-ollama"),
+    ("v1", "Service", "-ollama"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "-ollama"),
 )
 
 

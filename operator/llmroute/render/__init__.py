@@ -22,6 +22,7 @@ from llmroute.render.credentials import SecretEnvs
 from llmroute.render.inputs import RenderError, Route, parse_route
 from llmroute.render.litellm_config import deployment_id, render_litellm_config
 from llmroute.render.names import endpoint, master_key_secret_name
+from llmroute.render.ollama import render_ollama_objects
 from llmroute.render.proxy import (
     MASTER_KEY_PLACEHOLDER,
     master_key_ref,
@@ -159,6 +160,7 @@ def render_route(
         for o in (render_pod_disruption_budget(parsed), render_horizontal_pod_autoscaler(parsed))
         if o is not None
     ]
+    objects += render_ollama_objects(parsed, operator_namespace)
     return RenderedRoute(
         config=config,
         config_hash=digest,

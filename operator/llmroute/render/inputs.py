@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llmroute.api.spec import schema_default
 from llmroute.render import defaults
 from llmroute.render.credentials import MULTI_VALUE_CREDENTIALS
 
@@ -39,6 +40,8 @@ LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
 _MODEL_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]{0,62}$")
 _CALLER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _API_BASE: Final = re.compile(r"^https?://")
+_OLLAMA_MODEL: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]*$")
+_QUANTITY: Final = re.compile(r"^([0-9]+(\.[0-9]+)?)([KMGTPE]i?)?$")
 
 
 class RenderError(ValueError):
@@ -135,6 +138,22 @@ class Proxy:
 
 
 @dataclass(frozen=True)
+class Ollama:
+    """The route's managed Ollama (spec.ollama without external)."""
+
+    models: tuple[str, ...]  # pulled before the pod turns Ready, in spec order
+    storage_size: str
+    storage_class: str | None  # None: the cluster's default class; "": no class
+    resources: dict[str, Any]
+    gpu_count: int
+    gpu_resource: str
+    node_selector: dict[str, str]
+    tolerations: tuple[dict[str, Any], ...]
+    keep_alive: str
+    num_parallel: int
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     namespace: str
@@ -146,6 +165,7 @@ class Route:
     tasks: tuple[str, ...]
     proxy: Proxy
     ollama_external_url: str | None
+    ollama: Ollama | None = None  # None: no managed Ollama (spec.ollama absent or external)
 
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
@@ -447,6 +467,53 @@ def _proxy(raw: object) -> Proxy:
     )
 
 
+def _ollama_default(field: str) -> Any:
+    # The CRD holds these defaults; render applies them where the object holding a field is
+    # absent (an Ollama without `storage` still gets a volume of the default size).
+    return schema_default("LLMRoute", f"spec.ollama.{field}")
+
+
+def _managed_ollama(spec: Mapping[str, Any]) -> Ollama:
+    path = "spec.ollama"
+    models = _names(spec.get("models"), f"{path}.models") or ()
+    for i, model in enumerate(models):
+        if not _OLLAMA_MODEL.match(model):
+            raise RenderError(f"{path}.models[{i}]", f"{model!r} is not a valid Ollama model name")
+    storage = _mapping(spec.get("storage"), f"{path}.storage")
+    size = _str(storage.get("size"), f"{path}.storage.size") or _ollama_default("storage.size")
+    if not _QUANTITY.match(size):
+        raise RenderError(f"{path}.storage.size", f"{size!r} is not a volume size such as 20Gi")
+    # "" is meaningful here (no class: a pre-provisioned volume), so it is not read as absent.
+    storage_class = storage.get("storageClassName")
+    if storage_class is not None and not isinstance(storage_class, str):
+        raise RenderError(f"{path}.storage.storageClassName", "must be a string")
+    gpu = _mapping(spec.get("gpu"), f"{path}.gpu")
+    gpu_count = _int(gpu.get("count"), f"{path}.gpu.count", _ollama_default("gpu.count"))
+    node_selector = _mapping(spec.get("nodeSelector"), f"{path}.nodeSelector")
+    for key, value in node_selector.items():
+        if not isinstance(value, str):
+            raise RenderError(f"{path}.nodeSelector.{key}", "must be a string")
+    num_parallel = _int(
+        spec.get("numParallel"), f"{path}.numParallel", _ollama_default("numParallel"), minimum=1
+    )
+    return Ollama(
+        models=models,
+        storage_size=size,
+        storage_class=storage_class,
+        resources=dict(_mapping(spec.get("resources"), f"{path}.resources")),
+        gpu_count=gpu_count or 0,
+        gpu_resource=_str(gpu.get("resourceName"), f"{path}.gpu.resourceName")
+        or _ollama_default("gpu.resourceName"),
+        node_selector=dict(node_selector),
+        tolerations=tuple(
+            dict(_mapping(t, f"{path}.tolerations[{i}]"))
+            for i, t in enumerate(_list(spec.get("tolerations"), f"{path}.tolerations"))
+        ),
+        keep_alive=_str(spec.get("keepAlive"), f"{path}.keepAlive") or _ollama_default("keepAlive"),
+        num_parallel=num_parallel or _ollama_default("numParallel"),
+    )
+
+
 def parse_route(route: Mapping[str, Any]) -> Route:
     """Read an LLMRoute object (a dict as the API server returns it, defaults possibly absent)."""
     metadata = _mapping(route.get("metadata"), "metadata")
@@ -465,6 +532,14 @@ def parse_route(route: Mapping[str, Any]) -> Route:
     external_url = _str(external.get("url"), "spec.ollama.external.url")
     if external_url is not None and not _API_BASE.match(external_url):
         raise RenderError("spec.ollama.external.url", "must start with http:// or https://")
+    if external_url is not None:
+        managed_only = [f for f in ("models", "storage", "gpu") if ollama.get(f) is not None]
+        if managed_only:
+            raise RenderError(
+                "spec.ollama.external",
+                "external names an Ollama the operator does not manage: "
+                f"{', '.join(managed_only)} cannot be set with it",
+            )
     return Route(
         name=name,
         namespace=namespace,
@@ -478,4 +553,9 @@ def parse_route(route: Mapping[str, Any]) -> Route:
         tasks=_names(spec.get("tasks"), "spec.tasks") or (),
         proxy=_proxy(spec.get("proxy")),
         ollama_external_url=external_url.rstrip("/") if external_url else None,
+        ollama=(
+            _managed_ollama(ollama)
+            if spec.get("ollama") is not None and external_url is None
+            else None
+        ),
     )

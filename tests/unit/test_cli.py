@@ -1,0 +1,534 @@
+"""The `llmroute` command, offline parts and output formatting (click's CliRunner).
+
+status and usage against a real control plane are in tests/e2e/test_cli_e2e.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from llmroute.cli import (
+    age,
+    format_table,
+    group_usage,
+    main,
+    quota_status,
+    route_status,
+    status_tables,
+    usage_table,
+)
+from llmroute.quota.counters import Usage
+from llmroute.quota.usage import UsageRow
+from llmroute.render import MASTER_KEY_PLACEHOLDER, render_route
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+ROUTE_EXAMPLES = [
+    p
+    for p in EXAMPLES
+    if any(d and d["kind"] == "LLMRoute" for d in yaml.safe_load_all(p.read_text()))
+]
+NOW = dt.datetime(2026, 11, 20, 12, 0, 0, tzinfo=dt.UTC)
+
+ROUTE: dict[str, Any] = {
+    "apiVersion": "llmroute.dev/v1alpha1",
+    "kind": "LLMRoute",
+    "metadata": {"name": "gateway"},
+    "spec": {
+        "models": [
+            {
+                "name": "smart",
+                "targets": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4",
+                        "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
+                    }
+                ],
+            }
+        ]
+    },
+}
+QUOTA: dict[str, Any] = {
+    "apiVersion": "llmroute.dev/v1alpha1",
+    "kind": "ModelQuota",
+    "metadata": {"name": "gpt4-daily"},
+    "spec": {
+        "routeRef": {"name": "gateway"},
+        "match": {"provider": "openai"},
+        "budget": {"limitUSD": 20, "period": "daily"},
+        "rpm": 40,
+    },
+}
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def write(tmp_path: Path, *docs: Any, name: str = "manifests.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return str(path)
+
+
+def broken(route: dict[str, Any]) -> dict[str, Any]:
+    route = copy.deepcopy(route)
+    route["spec"]["models"][0]["fallbacks"] = ["cheep"]
+    return route
+
+
+# -- help -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ([], ["render", "validate", "status", "usage", "run"]),
+        (
+            ["render"],
+            ["--format [k8s|compose]", "-n, --namespace", "docker compose", "Exit status"],
+        ),
+        (
+            ["validate"],
+            ["-f, --filename FILE", "Exit status", "naming the field", "--check-litellm"],
+        ),
+        (
+            ["status"],
+            ["[ROUTE]", "-A, --all-namespaces", "-o, --output [table|yaml|json]", "--kubeconfig"],
+        ),
+        (["usage"], ["--route", "--by", "--via [auto|apiserver|direct]", "_master"]),
+        (["run"], ["--peering", "--liveness"]),
+    ],
+)
+def test_help_describes_each_command(command: list[str], expected: list[str]) -> None:
+    for flag in ("--help", "-h"):
+        result = invoke(*command, flag)
+        assert result.exit_code == 0, result.output
+        for text in expected:
+            assert text in result.output
+
+
+# -- render ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", ROUTE_EXAMPLES, ids=lambda p: p.stem)
+def test_render_k8s_prints_what_render_route_returns(example: Path) -> None:
+    result = invoke("render", "-f", str(example), "-n", "team-a")
+    assert result.exit_code == 0, result.stderr
+    printed = list(yaml.safe_load_all(result.stdout))
+    (route,) = [d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "LLMRoute"]
+    route["metadata"]["namespace"] = "team-a"
+    rendered = render_route(route)
+    expected = [rendered.generated_secret] if rendered.generated_secret else []
+    assert printed == expected + rendered.objects
+    assert {o["metadata"]["namespace"] for o in printed} == {"team-a"}
+    kinds = [o["kind"] for o in printed]
+    assert {"ConfigMap", "Service", "Deployment", "NetworkPolicy"} <= set(kinds)
+
+
+def test_render_k8s_writes_a_placeholder_not_a_key() -> None:
+    result = invoke("render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"))
+    secret = next(yaml.safe_load_all(result.stdout))
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["name"] == "gateway-master-key"
+    assert secret["stringData"] == {"masterKey": MASTER_KEY_PLACEHOLDER}
+    # Long strings are literal blocks, readable in the output.
+    assert "config.yaml: |" in result.stdout
+
+
+@pytest.mark.parametrize("example", ROUTE_EXAMPLES, ids=lambda p: p.stem)
+def test_render_compose_prints_a_compose_file(example: Path) -> None:
+    result = invoke("render", "-f", str(example), "--format", "compose")
+    assert result.exit_code == 0, result.stderr
+    header = [line for line in result.stdout.splitlines() if line.startswith("#")]
+    assert "LLMROUTE_MASTER_KEY" in "\n".join(header)
+    document = yaml.safe_load(result.stdout)
+    assert document["services"]["litellm"]["ports"] == ["127.0.0.1:4000:4000"]
+    assert set(document["configs"]) == {"config.yaml", "llmroute_auth.py", "llmroute_auth.json"}
+
+
+def test_render_compose_lists_every_variable_in_its_header() -> None:
+    result = invoke(
+        "render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"), "--format", "compose"
+    )
+    header = "\n".join(line for line in result.stdout.splitlines() if line.startswith("#"))
+    for variable in (
+        "ANTHROPIC_API_KEY",
+        "OPENAI_API_KEY",
+        "LLMROUTE_MASTER_KEY",
+        "LLMROUTE_CALLER_BILLING",
+        "LLMROUTE_CALLER_SUPPORT_BOT",
+    ):
+        assert variable in header
+    assert "docker compose -f FILE up -d" in header
+
+
+def test_render_applies_the_quotas_of_the_same_files(tmp_path: Path) -> None:
+    alone = invoke("render", "-f", write(tmp_path, ROUTE))
+    route_file = write(tmp_path, ROUTE, name="route.yaml")
+    together = invoke("render", "-f", route_file, "-f", write(tmp_path, QUOTA, name="quota.yaml"))
+    assert alone.exit_code == together.exit_code == 0
+
+    def params(result: Result) -> dict[str, Any]:
+        config_map = next(d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "ConfigMap")
+        return yaml.safe_load(config_map["data"]["config.yaml"])["model_list"][0]["litellm_params"]
+
+    assert "rpm" not in params(alone)
+    assert params(together)["rpm"] >= 1
+
+
+def test_render_without_a_route_says_so(tmp_path: Path) -> None:
+    result = invoke("render", "-f", str(REPO_ROOT / "examples/monthly-budget.yaml"))
+    assert result.exit_code == 1
+    assert "no LLMRoute in" in result.stderr
+    assert result.stdout == ""
+
+
+def test_render_of_an_invalid_route_names_the_field_and_prints_nothing(tmp_path: Path) -> None:
+    for output_format in ("k8s", "compose"):
+        result = invoke("render", "-f", write(tmp_path, broken(ROUTE)), "--format", output_format)
+        assert result.exit_code == 1
+        assert "LLMRoute/gateway: spec.models[0].fallbacks[0]:" in result.stderr
+        assert result.stdout == ""
+
+
+def test_render_compose_wants_one_route(tmp_path: Path) -> None:
+    other = copy.deepcopy(ROUTE)
+    other["metadata"]["name"] = "other"
+    path = write(tmp_path, ROUTE, other)
+    result = invoke("render", "-f", path, "--format", "compose")
+    assert result.exit_code == 1
+    assert "--route NAME" in result.stderr
+    chosen = invoke("render", "-f", path, "--format", "compose", "--route", "other")
+    assert chosen.exit_code == 0, chosen.stderr
+    assert yaml.safe_load(chosen.stdout)["name"] == "other"
+    # k8s renders both, or the one asked for.
+    both = yaml.safe_load_all(invoke("render", "-f", path).stdout)
+    assert {d["metadata"]["labels"]["llmroute.dev/route"] for d in both} == {"gateway", "other"}
+    assert invoke("render", "-f", path, "--route", "nope").exit_code == 1
+
+
+def test_render_reads_stdin() -> None:
+    result = invoke("render", "-f", "-", input=yaml.safe_dump(ROUTE))
+    assert result.exit_code == 0, result.stderr
+    assert any(d["kind"] == "Deployment" for d in yaml.safe_load_all(result.stdout))
+
+
+# -- validate -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_validate_accepts_the_examples(example: Path) -> None:
+    result = invoke("validate", "-f", str(example))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(example.read_text()) if d]
+    for name in names:
+        assert f"/{name}: valid" in result.stdout
+
+
+def test_validate_one_invalid_document_of_several_fails_naming_the_field(tmp_path: Path) -> None:
+    bad_quota = copy.deepcopy(QUOTA)
+    bad_quota["metadata"]["name"] = "bad-quota"
+    bad_quota["spec"]["budget"]["period"] = "hourly"
+    path = write(
+        tmp_path, ROUTE, broken(ROUTE) | {"metadata": {"name": "broken"}}, QUOTA, bad_quota
+    )
+    result = invoke("validate", "-f", path)
+    assert result.exit_code == 1
+    assert "LLMRoute/gateway: valid" in result.stdout
+    assert "ModelQuota/gpt4-daily: valid" in result.stdout
+    errors = result.stderr.splitlines()
+    assert errors == [
+        'LLMRoute/broken: spec.models[0].fallbacks[0]: names no model of this route ("cheep")',
+        'ModelQuota/bad-quota: spec.budget.period: Unsupported value: "hourly": supported values: '
+        '"daily", "weekly", "monthly"',
+    ]
+
+
+def test_validate_reports_what_the_renderer_refuses(tmp_path: Path) -> None:
+    route = copy.deepcopy(ROUTE)
+    # The schema allows any subset; LiteLLM can only fall back on these three together.
+    route["spec"]["router"] = {"fallbackOn": ["errors"]}
+    result = invoke("validate", "-f", write(tmp_path, route))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("LLMRoute/gateway: spec.router.fallbackOn: ")
+
+
+def test_validate_can_load_the_rendered_config_in_litellm() -> None:
+    result = invoke(
+        "validate", "--check-litellm", "-f", str(REPO_ROOT / "examples/smart-chain.yaml")
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "LLMRoute/gateway: valid\n"
+
+
+def test_validate_names_files_when_there_are_several(tmp_path: Path) -> None:
+    good = write(tmp_path, ROUTE, name="good.yaml")
+    bad = write(tmp_path, broken(ROUTE), name="bad.yaml")
+    result = invoke("validate", "-f", good, "-f", bad)
+    assert result.exit_code == 1
+    assert f"{good}: LLMRoute/gateway: valid" in result.stdout
+    assert result.stderr.startswith(f"{bad}: LLMRoute/gateway: spec.models[0].fallbacks[0]:")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: LLMRoute\n  bad: [", "not valid YAML"),
+        ("", "no manifests in"),
+        ("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n", "kind: must be one of"),
+        ("just text\n", "a manifest must be a mapping"),
+    ],
+)
+def test_validate_refuses_what_is_not_a_manifest(text: str, message: str) -> None:
+    result = invoke("validate", "-f", "-", input=text)
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_validate_without_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    assert invoke("validate").exit_code == 2
+    assert invoke("validate", "-f", str(tmp_path / "missing.yaml")).exit_code == 2
+
+
+# -- status and usage: arguments, and output from objects as the API returns them ----------------
+
+
+def test_cluster_commands_refuse_namespace_with_all_namespaces() -> None:
+    for command in ("status", "usage"):
+        result = invoke(command, "-n", "prod", "-A")
+        assert result.exit_code == 2
+        assert "exclude each other" in result.stderr
+    assert invoke("usage", "-A", "--route", "gateway").exit_code == 2
+    assert invoke("usage", "--by", "model,colour").exit_code == 2
+
+
+def test_cluster_commands_explain_a_missing_configuration(tmp_path: Path) -> None:
+    empty = tmp_path / "kubeconfig"
+    empty.write_text("apiVersion: v1\nkind: Config\n")
+    result = invoke("status", "--kubeconfig", str(empty))
+    assert result.exit_code == 1
+    assert "no usable Kubernetes configuration" in result.stderr
+
+
+MISSING = "Secret prod/provider-keys not found (spec.models[0].targets[0].apiKeySecretRef)"
+
+
+def condition(type_: str, status: str, reason: str, message: str = "") -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def stored_route(ready: str = "True") -> dict[str, Any]:
+    ok = ready == "True"
+    conditions = [
+        condition("Ready", ready, "Ready" if ok else "SecretsResolvedNotTrue"),
+        condition("ConfigValid", "True", "Valid"),
+        condition("SecretsResolved", ready, "Found" if ok else "SecretNotFound", MISSING),
+        condition("ProxyAvailable", "True", "MinimumReplicasAvailable", "1/1 ready"),
+    ]
+    return {
+        **ROUTE,
+        "metadata": {
+            "name": "gateway",
+            "namespace": "prod",
+            "generation": 2,
+            "creationTimestamp": "2026-11-20T11:55:00Z",
+        },
+        "status": {
+            "observedGeneration": 2,
+            "conditions": conditions,
+            "endpoint": "http://gateway.prod.svc:4000",
+            "models": ["smart", "cheap"],
+            "masterKeySecret": "gateway-master-key",
+        },
+    }
+
+
+def stored_quota() -> dict[str, Any]:
+    created = "2026-11-18T12:00:00Z"
+    return {
+        **QUOTA,
+        "metadata": {"name": "gpt4-daily", "namespace": "prod", "creationTimestamp": created},
+        "status": {
+            "spentUSD": 12.5,
+            "percentUsed": 62.5,
+            "state": "Ok",
+            "requests": 300,
+            "inputTokens": 1000,
+            "outputTokens": 500,
+            "periodEnd": "2026-11-21T00:00:00Z",
+            "conditions": [condition("Ready", "True", "Enforced")],
+        },
+    }
+
+
+def test_route_status_reads_conditions_endpoint_and_models() -> None:
+    row = route_status(stored_route(), NOW)
+    assert row["ready"] == "True"
+    assert row["conditions"]["ConfigValid"]["reason"] == "Valid"
+    assert row["endpoint"] == "http://gateway.prod.svc:4000"
+    assert row["models"] == ["smart", "cheap"]
+    assert row["age"] == "5m"
+    assert json.loads(json.dumps(row)) == row
+    fresh = route_status({"metadata": {"name": "new", "namespace": "prod"}}, NOW)
+    assert fresh["ready"] == "Unknown"
+    assert fresh["conditions"] == {}
+
+
+def test_quota_status_reads_spend_and_defaults() -> None:
+    row = quota_status(stored_quota(), NOW)
+    assert (row["spentUSD"], row["limitUSD"], row["percentUsed"], row["state"]) == (
+        12.5,
+        20,
+        62.5,
+        "Ok",
+    )
+    assert (row["action"], row["enforcement"], row["softLimitPercent"]) == (
+        "fallback",
+        "enforce",
+        80,
+    )
+    assert row["age"] == "2d"
+
+
+def test_status_tables_align_columns_and_explain_what_is_not_ready() -> None:
+    routes = [route_status(stored_route(), NOW), route_status(stored_route("False"), NOW)]
+    routes[1]["name"] = "broken"
+    quotas = [quota_status(stored_quota(), NOW)]
+    text = status_tables(routes, quotas, all_namespaces=False)
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "READY",
+        "CONFIGVALID",
+        "PROXYAVAILABLE",
+        "ENDPOINT",
+        "MODELS",
+        "AGE",
+    ]
+    assert lines[1].split() == [
+        "gateway",
+        "True",
+        "True",
+        "True",
+        "http://gateway.prod.svc:4000",
+        "smart,cheap",
+        "5m",
+    ]
+    assert lines[0].index("READY") == lines[1].index("True")
+    quota_header = next(line for line in lines if line.startswith("QUOTA"))
+    quota_line = lines[lines.index(quota_header) + 1]
+    assert quota_line.split()[:8] == [
+        "gpt4-daily",
+        "gateway",
+        "provider=openai",
+        "$12.50",
+        "$20.00/daily",
+        "62.5%",
+        "Ok",
+        "enforce",
+    ]
+    assert (f"broken: SecretsResolved=False (SecretNotFound): {MISSING}") in lines
+    # Ready=False only sums up the others: it gets no line of its own.
+    assert not any(line.startswith("broken: Ready=") for line in lines)
+    assert "NAMESPACE" in status_tables(routes, quotas, all_namespaces=True).splitlines()[0]
+    assert status_tables([], [], all_namespaces=False) == "No LLMRoutes found."
+    fresh = route_status({"metadata": {"name": "new"}}, NOW)
+    assert "no status yet" in status_tables([fresh], [], all_namespaces=False)
+
+
+def test_age_reads_like_kubectl() -> None:
+    assert age("2026-11-20T11:59:15Z", NOW) == "45s"
+    assert age("2026-11-20T11:48:00Z", NOW) == "12m"
+    assert age("2026-11-20T07:00:00Z", NOW) == "5h"
+    assert age("2026-11-17T12:00:00Z", NOW) == "3d"
+    assert age(None, NOW) == "<unknown>"
+
+
+def test_format_table_pads_columns_three_spaces_apart() -> None:
+    assert (
+        format_table(["A", "LONGER"], [["xyz", "1"], ["", "22"]])
+        == "A     LONGER\nxyz   1\n      22"
+    )
+
+
+def usage_row(model: str, caller: str, task: str, requests: int, spend: float) -> UsageRow:
+    return UsageRow(
+        namespace="prod",
+        route="gateway",
+        model=model,
+        target="openai/gpt-4",
+        deployment=f"{model}/0",
+        caller=caller,
+        task=task,
+        usage=Usage(
+            spend_usd=spend,
+            input_tokens=10 * requests,
+            output_tokens=5 * requests,
+            requests=requests,
+        ),
+    )
+
+
+def test_usage_groups_by_the_chosen_dimensions() -> None:
+    rows = [
+        usage_row("smart", "billing", "summarize", 2, 0.5),
+        usage_row("smart", "_master", "", 1, 0.25),
+        usage_row("cheap", "billing", "", 4, 0.125),
+    ]
+    by_caller = group_usage(rows, ["caller"])
+    assert by_caller == [
+        {
+            "caller": "billing",
+            "spendUSD": 0.625,
+            "inputTokens": 60,
+            "outputTokens": 30,
+            "requests": 6,
+        },
+        {
+            "caller": "_master",
+            "spendUSD": 0.25,
+            "inputTokens": 10,
+            "outputTokens": 5,
+            "requests": 1,
+        },
+    ]
+    full = group_usage(rows, ["route", "model", "target", "caller", "task"])
+    assert len(full) == 3
+    assert full[0] == {
+        "namespace": "prod",
+        "route": "gateway",
+        "model": "smart",
+        "target": "openai/gpt-4",
+        "caller": "billing",
+        "task": "summarize",
+        "spendUSD": 0.5,
+        "inputTokens": 20,
+        "outputTokens": 10,
+        "requests": 2,
+    }
+    table = usage_table(group_usage(rows, ["model"]), ["model"]).splitlines()
+    assert table[0].split() == [
+        "MODEL",
+        "REQUESTS",
+        "INPUT",
+        "TOKENS",
+        "OUTPUT",
+        "TOKENS",
+        "SPEND",
+        "USD",
+    ]
+    assert table[1].split() == ["smart", "3", "30", "15", "0.750000"]
+    assert table[-1].split() == ["TOTAL", "7", "70", "35", "0.875000"]
+    single = usage_table(group_usage(rows[:1], ["task"]), ["task"]).splitlines()
+    assert len(single) == 2
