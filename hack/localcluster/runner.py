@@ -53,6 +53,8 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from llmroute.render import sizing
+
 from .fakes import FakeOllama
 
 __all__ = [
@@ -533,33 +535,12 @@ def _field_ref(pod: Mapping[str, Any], path: str) -> str:
     return str(simple[path] or "")
 
 
-_QUANTITY = re.compile(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?")
-_SUFFIXES = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
 def parse_quantity(quantity: str | int | float) -> Decimal:
     """A Kubernetes resource quantity ("500m", "2Gi", "1e3") as a number."""
-    match = _QUANTITY.fullmatch(str(quantity).strip())
-    if not match:
+    value = sizing.parse_quantity(quantity)
+    if value is None:
         raise ValueError(f"not a quantity: {quantity!r}")
-    return Decimal(match[1]) * _SUFFIXES[match[2] or ""]
+    return value
 
 
 def _resource_field_ref(

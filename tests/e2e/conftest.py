@@ -17,6 +17,7 @@ from kubernetes import client
 
 from localcluster import tools
 from localcluster.controlplane import LocalCluster, free_port
+from localcluster.runner import ProcessRunner
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,15 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def process_runner(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> Iterator[ProcessRunner]:
+    """The process runner for the test's namespace: real processes for its pods."""
+    with ProcessRunner(cluster.kubeconfig, namespace=namespace, workdir=tmp_path) as runner:
+        yield runner
 
 
 class OperatorProcess:

@@ -6,9 +6,7 @@ must name the same field: the Python mirrors of the CEL rules stay honest this w
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,68 +15,15 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llmroute.api import API_VERSION, GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
+from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
 from llmroute.api.spec import apply_defaults
 from llmroute.api.validation import validate
+from manifests import DELETE, QUOTA, ROUTE, changed
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLURALS = {"LLMRoute": ROUTE_PLURAL, "ModelQuota": QUOTA_PLURAL}
-DELETE = object()
-
-ROUTE: dict[str, Any] = {
-    "apiVersion": API_VERSION,
-    "kind": "LLMRoute",
-    "metadata": {"name": "gateway"},
-    "spec": {
-        "models": [
-            {
-                "name": "smart",
-                "targets": [
-                    {
-                        "provider": "anthropic",
-                        "model": "claude-sonnet-4-5",
-                        "apiKeySecretRef": {"name": "provider-keys", "key": "anthropic"},
-                    },
-                    {"provider": "ollama", "model": "llama3.2"},
-                ],
-                "fallbacks": ["cheap"],
-            },
-            {"name": "cheap", "targets": [{"provider": "ollama", "model": "llama3.2"}]},
-        ],
-        "ollama": {"models": ["llama3.2"]},
-    },
-}
-
-QUOTA: dict[str, Any] = {
-    "apiVersion": API_VERSION,
-    "kind": "ModelQuota",
-    "metadata": {"name": "anthropic-monthly"},
-    "spec": {
-        "routeRef": {"name": "gateway"},
-        "match": {"provider": "anthropic"},
-        "budget": {"limitUSD": 100},
-    },
-}
-
-
-def changed(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with each dotted path (``spec.models[0].name``) set, or deleted."""
-    obj = copy.deepcopy(base)
-    for path, value in changes.items():
-        parts: list[str | int] = [
-            int(index) if index else name
-            for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
-        ]
-        parent: Any = obj
-        for part in parts[:-1]:
-            parent = parent[part]
-        if value is DELETE:
-            del parent[parts[-1]]
-        else:
-            parent[parts[-1]] = value
-    return obj
 
 
 def create(api: client.ApiClient, namespace: str, obj: dict[str, Any], **kwargs: Any) -> Any:

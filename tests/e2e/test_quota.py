@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -18,7 +17,6 @@ import pytest
 from kubernetes import client
 
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
-from localcluster.controlplane import LocalCluster
 from localcluster.fakes import Behaviour, FakeOpenAI
 from localcluster.runner import ProcessInfo, ProcessRunner
 from localcluster.wait import wait_for
@@ -38,14 +36,6 @@ ROLL_TIMEOUT = 120
 def upstream() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(required_key=UPSTREAM_KEY) as fake:
         yield fake
-
-
-@pytest.fixture
-def process_runner(
-    cluster: LocalCluster, namespace: str, tmp_path: Path
-) -> Iterator[ProcessRunner]:
-    with ProcessRunner(cluster.kubeconfig, namespace=namespace, workdir=tmp_path) as runner:
-        yield runner
 
 
 def route_manifest(upstream: FakeOpenAI) -> dict[str, Any]:

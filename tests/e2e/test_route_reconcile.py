@@ -67,6 +67,15 @@ def wait_condition(custom, namespace, name, type_, status, timeout=60) -> dict:
     return wait_for(probe, timeout=timeout, what=f"{name} {type_}={status}")
 
 
+def create_ready_route(core, custom, namespace: str, manifest: dict | None = None) -> dict:
+    """The provider Secret, then the route; returns the route once it is Ready."""
+    create_keys(core, namespace)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, ROUTE_PLURAL, manifest or route_manifest("gw")
+    )
+    return wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+
+
 @pytest.fixture
 def apis(api):
     return (
@@ -78,11 +87,7 @@ def apis(api):
 
 def test_route_creates_owned_children_and_status(apis, namespace):
     core, apps, custom = apis
-    create_keys(core, namespace)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw")
-    )
-    route = wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    route = create_ready_route(core, custom, namespace)
     status = route["status"]
     assert status["observedGeneration"] == route["metadata"]["generation"]
     assert status["endpoint"] == f"http://gw.{namespace}.svc:4000"
@@ -126,11 +131,7 @@ def test_route_creates_owned_children_and_status(apis, namespace):
 
 def test_update_rolls_config_and_noop_resync_writes_nothing(apis, namespace):
     core, apps, custom = apis
-    create_keys(core, namespace)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw")
-    )
-    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    create_ready_route(core, custom, namespace)
 
     def versions():
         return {
@@ -232,11 +233,7 @@ def test_missing_secret_is_reported_then_recovers(apis, namespace):
 
 def test_children_deleted_or_edited_by_hand_are_restored(apis, namespace):
     core, _apps, custom = apis
-    create_keys(core, namespace)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw")
-    )
-    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    create_ready_route(core, custom, namespace)
     original = core.read_namespaced_config_map("gw-litellm", namespace).data
 
     core.patch_namespaced_config_map(
@@ -252,11 +249,7 @@ def test_children_deleted_or_edited_by_hand_are_restored(apis, namespace):
 
 def test_deleting_the_route_garbage_collects_children(apis, namespace):
     core, apps, custom = apis
-    create_keys(core, namespace)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw")
-    )
-    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    create_ready_route(core, custom, namespace)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, "gw")
 
     def gone():
@@ -269,11 +262,7 @@ def test_deleting_the_route_garbage_collects_children(apis, namespace):
 
 def test_invalid_update_keeps_the_last_good_objects(apis, namespace):
     core, apps, custom = apis
-    create_keys(core, namespace)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw")
-    )
-    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    create_ready_route(core, custom, namespace)
     config_map = core.read_namespaced_config_map("gw-litellm", namespace)
     deployment = apps.read_namespaced_deployment("gw-litellm", namespace)
 
@@ -317,11 +306,7 @@ def test_invalid_update_keeps_the_last_good_objects(apis, namespace):
 def test_disruption_budget_follows_the_replica_count(apis, namespace):
     core, _apps, custom = apis
     policy = client.PolicyV1Api(core.api_client)
-    create_keys(core, namespace)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest("gw", proxy={"replicas": 2})
-    )
-    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    create_ready_route(core, custom, namespace, route_manifest("gw", proxy={"replicas": 2}))
     assert policy.read_namespaced_pod_disruption_budget("gw-litellm", namespace)
 
     custom.patch_namespaced_custom_object(

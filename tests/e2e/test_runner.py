@@ -35,14 +35,6 @@ def upstream() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-@pytest.fixture
-def process_runner(
-    cluster: LocalCluster, namespace: str, tmp_path: Path
-) -> Iterator[ProcessRunner]:
-    with ProcessRunner(cluster.kubeconfig, namespace=namespace, workdir=tmp_path) as runner:
-        yield runner
-
-
 def proxy_deployment() -> dict:
     """A Deployment shaped like the operator's proxy, written by hand."""
     return {

@@ -79,14 +79,7 @@ def secret_changed(
 def proxy_deployment_changed(
     type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
 ) -> None:
-    route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
-    if not route_name:
-        return
-    namespace = body["metadata"]["namespace"]
-    if type == "DELETED" or kube.edited_by_others(body):
-        _reconcile_by_name(namespace, route_name, logger)
-    else:
-        _update_proxy_available(namespace, route_name, dict(body))
+    _workload_changed(type, body, logger, _update_proxy_available)
 
 
 @kopf.on.event(
@@ -95,6 +88,11 @@ def proxy_deployment_changed(
 def ollama_statefulset_changed(
     type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
 ) -> None:
+    _workload_changed(type, body, logger, _update_ollama_ready)
+
+
+def _workload_changed(type: str | None, body: kopf.Body, logger: logging.Logger, update) -> None:
+    """A Deployment or StatefulSet of a route: restore it when it drifted, else report it."""
     route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
     if not route_name:
         return
@@ -102,7 +100,7 @@ def ollama_statefulset_changed(
     if type == "DELETED" or kube.edited_by_others(body):
         _reconcile_by_name(namespace, route_name, logger)
     else:
-        _update_ollama_ready(namespace, route_name, dict(body))
+        update(namespace, route_name, dict(body))
 
 
 # Model presence, crash loops and external Ollamas change without any event the operator
