@@ -16,14 +16,18 @@
 # Downloads are cached under ~/.cache/llmroute (LLMROUTE_CACHE_DIR): the debootstrap tarball
 # and the wheels (keyed by pyproject.toml), so a second run only repeats the cached build.
 # Environment: PYTHON (the pip that downloads the wheels; default .venv/bin/python, else
-# python3), LLMROUTE_PULL_TIMEOUT (seconds for `docker pull`, default 60).
+# python3), LLMROUTE_PULL_TIMEOUT (seconds for `docker pull`, default 30).
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+  exit 0
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
 TAG=${1:-llmroute:dev}
 CACHE=${LLMROUTE_CACHE_DIR:-$HOME/.cache/llmroute}
-PULL_TIMEOUT=${LLMROUTE_PULL_TIMEOUT:-60}
+PULL_TIMEOUT=${LLMROUTE_PULL_TIMEOUT:-30}
 if [[ -z ${PYTHON:-} ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -268,7 +272,9 @@ ensure_wheels() {
       --dest "$dir.partial" --requirement "$CACHE/wheels/$key.requirements.txt" ||
       die "pip download failed"
     mv "$CACHE/wheels/$key.requirements.txt" "$dir.partial/requirements.txt"
-    rm -rf "$dir"
+    # One set of wheels per Python version: those of an older pyproject.toml go.
+    find "$CACHE/wheels" -mindepth 1 -maxdepth 1 -type d -name "*-py${base_py%.*}" \
+      -exec rm -rf {} +
     mv "$dir.partial" "$dir"
     touch "$dir/.complete"
   else
@@ -316,6 +322,8 @@ START=$SECONDS
 command -v docker >/dev/null || apt_install docker.io
 BASE=$(dockerfile_base)
 [[ -n $BASE ]] || die "no base image found in the Dockerfile"
+"$PYTHON" -m pip --version >/dev/null 2>&1 ||
+  die "$PYTHON has no pip to download the wheels with: run bash hack/setup-venv.sh, or set PYTHON"
 
 ensure_docker
 ensure_base "$BASE"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import os
 import random
 import secrets
@@ -29,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from . import tools
+from .processes import die_with_parent, tail
 
 
 def random_pod_cidr() -> str:
@@ -39,13 +39,6 @@ def random_pod_cidr() -> str:
 
 
 FAKE_NODE = "kwok-node-0"
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -161,7 +154,7 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         proc = _Process(name, popen, log_path)
         self._processes.append(proc)
@@ -172,13 +165,13 @@ class LocalCluster:
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:
                 raise RuntimeError(
-                    f"{proc.name} exited with {proc.popen.returncode}:\n{_tail(proc.log_path)}"
+                    f"{proc.name} exited with {proc.popen.returncode}:\n{tail(proc.log_path)}"
                 )
             with contextlib.suppress(Exception):
                 if check():
                     return
             time.sleep(0.1)
-        raise TimeoutError(f"{proc.name} not ready after {timeout}s:\n{_tail(proc.log_path)}")
+        raise TimeoutError(f"{proc.name} not ready after {timeout}s:\n{tail(proc.log_path)}")
 
     def _start_etcd(self) -> None:
         client_url = f"http://127.0.0.1:{free_port()}"
@@ -366,7 +359,7 @@ class LocalCluster:
             if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"node {FAKE_NODE} not Ready:\n{_tail(self.workdir / 'kwok.log')}")
+        raise TimeoutError(f"node {FAKE_NODE} not Ready:\n{tail(self.workdir / 'kwok.log')}")
 
 
 def _http_ok(url: str) -> bool:
@@ -385,13 +378,6 @@ def _terminate(popen: subprocess.Popen, grace: float = 10) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait()
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ import argparse
 import atexit
 import base64
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -56,6 +55,7 @@ from typing import Any
 from llmroute.render import sizing
 
 from .fakes import FakeOllama
+from .processes import die_with_parent, tail
 
 __all__ = [
     "FileContent",
@@ -703,20 +703,6 @@ def sync_files(
     return set(files), changed
 
 
-_PR_SET_PDEATHSIG = 1
-try:
-    # Resolved before any fork: a child of a threaded parent should only make the call.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the thread that started it dies."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 _RUNNERS: weakref.WeakSet[ProcessRunner] = weakref.WeakSet()
 
@@ -742,7 +728,7 @@ class ManagedProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         _LIVE.add(self)
 
@@ -785,7 +771,7 @@ class ManagedProcess:
             out.write(f"--- {time.strftime('%H:%M:%S')} {message}\n")
 
     def tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
     def __enter__(self) -> ManagedProcess:
         return self
@@ -822,18 +808,9 @@ def wait_http_ok(url: str, timeout: float = 60.0, *, process: ManagedProcess | N
         except Exception as exc:  # any failure means "not yet"
             last = str(exc)
         if time.monotonic() > deadline:
-            tail = f"\n{process.tail()}" if process is not None else ""
-            raise TimeoutError(f"{url} not answering after {timeout}s ({last}){tail}")
+            log = f"\n{process.tail()}" if process is not None else ""
+            raise TimeoutError(f"{url} not answering after {timeout}s ({last}){log}")
         time.sleep(0.2)
-
-
-def _tail(path: Path | None, lines: int = 40) -> str:
-    if path is None:
-        return ""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -1056,7 +1033,7 @@ class ProcessRunner:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"pod {pod} not serving after {timeout}s ({last})\n"
-                    f"{_tail(info.log_path) if info else ''}"
+                    f"{tail(info.log_path) if info else ''}"
                 )
             time.sleep(0.2)
 
@@ -1079,7 +1056,7 @@ class ProcessRunner:
 
     def log(self, pod: str, namespace: str | None = None, lines: int = 200) -> str:
         info = next((i for i in self.processes(namespace) if i.pod == pod), None)
-        return _tail(info.log_path, lines) if info else ""
+        return tail(info.log_path, lines) if info else ""
 
     # -- the loop --------------------------------------------------------------------------
 
