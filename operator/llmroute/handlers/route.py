@@ -7,7 +7,7 @@ import re
 import secrets
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 from kubernetes import client
@@ -157,15 +157,22 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
     def report(**changes: Any) -> None:
         _write_status(api, route, {**status, **changes, "conditions": conditions})
 
+    def refuse(condition: str, reason: str, message: str, error: Exception) -> NoReturn:
+        """Report why nothing is applied, and leave the children as they are."""
+        failed = set_condition(conditions, condition, False, reason, message, generation)
+        _write_status(
+            api,
+            route,
+            {**status, "observedGeneration": generation, "conditions": _ready(failed, generation)},
+        )
+        raise error
+
     errors = validate(route)
     if errors:
         message = "; ".join(str(e) for e in errors[:5])
-        conditions = set_condition(
-            conditions, "ConfigValid", False, "InvalidSpec", message, generation
+        refuse(
+            "ConfigValid", "InvalidSpec", message, kopf.PermanentError(f"invalid spec: {message}")
         )
-        conditions = _ready(conditions, generation)
-        report(observedGeneration=generation)
-        raise kopf.PermanentError(f"invalid spec: {message}")
 
     try:
         rendered = render_route(
@@ -175,21 +182,18 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
             operator_namespace=state.operator_namespace(),
         )
     except RenderError as error:
-        conditions = set_condition(
-            conditions, "ConfigValid", False, "InvalidSpec", str(error), generation
+        refuse(
+            "ConfigValid", "InvalidSpec", str(error), kopf.PermanentError(f"invalid spec: {error}")
         )
-        conditions = _ready(conditions, generation)
-        report(observedGeneration=generation)
-        raise kopf.PermanentError(f"invalid spec: {error}") from error
     problems = check_litellm_config(rendered.config)
     if problems:
         message = "; ".join(problems[:5])
-        conditions = set_condition(
-            conditions, "ConfigValid", False, "LiteLLMRejected", message, generation
+        refuse(
+            "ConfigValid",
+            "LiteLLMRejected",
+            message,
+            kopf.PermanentError(f"litellm rejects the rendered config: {message}"),
         )
-        conditions = _ready(conditions, generation)
-        report(observedGeneration=generation)
-        raise kopf.PermanentError(f"litellm rejects the rendered config: {message}")
     conditions = set_condition(
         conditions,
         "ConfigValid",
@@ -202,12 +206,12 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
     missing = _missing_secrets(api, route, rendered)
     if missing:
         message = "; ".join(missing)
-        conditions = set_condition(
-            conditions, "SecretsResolved", False, "SecretNotFound", message, generation
+        refuse(
+            "SecretsResolved",
+            "SecretNotFound",
+            message,
+            kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY),
         )
-        conditions = _ready(conditions, generation)
-        report(observedGeneration=generation)
-        raise kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY)
     conditions = set_condition(
         conditions,
         "SecretsResolved",
@@ -243,7 +247,7 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
         status.pop("ollama", None)
     report(
         observedGeneration=generation,
-        endpoint=f"http://{meta['name']}.{meta['namespace']}.svc:4000",
+        endpoint=rendered.endpoint,
         models=rendered.models,
         configHash=rendered.config_hash,
         masterKeySecret=_master_key_secret_name(route),
