@@ -1,16 +1,14 @@
 """`llmroute run` with a kopf setting changed, or a proposed change approximated, to measure
 what it is worth before anyone edits the operator.
 
-    python -m benchmarks.operator_launcher --set execution.max_workers=16 \
-        --patch no-prune-gets -- run --kubeconfig KUBECONFIG
+    python -m benchmarks.operator_launcher --set execution.max_workers=32 \
+        --patch no-quota-list -- run --kubeconfig KUBECONFIG
 
 Everything after `--` goes to the `llmroute` command. `--set` assigns a kopf
 OperatorSettings attribute at start-up (after the operator's own settings). `--patch` swaps
 one handler helper for what a proposed change would leave of it; they drop functionality and
 exist only to measure an upper bound on a change's gain:
 
-  no-prune-gets   no GETs for optional children a route never had (what an in-memory index
-                  of the operator's PDBs, HPAs and Ollama objects would leave)
   no-quota-list   no LIST of ModelQuotas per reconcile (an index of quotas by route)
   no-secret-gets  no GET of referenced Secrets per reconcile (an index of Secrets and keys)
   secret-events-not-listed
@@ -26,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from typing import Any
 
 PATCHES = (
-    "no-prune-gets",
     "no-quota-list",
     "no-secret-gets",
     "secret-events-not-listed",
@@ -64,9 +62,7 @@ def apply_patches(names: list[str]) -> None:
     from llmroute.handlers import route
 
     for name in names:
-        if name == "no-prune-gets":
-            route._prune_optional_children = lambda *args, **kwargs: None
-        elif name == "no-quota-list":
+        if name == "no-quota-list":
             route.quota_effects_for_route = lambda *args, **kwargs: []
         elif name == "no-secret-gets":
             route._missing_secrets = lambda *args, **kwargs: []
@@ -123,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     parser.add_argument("--patch", action="append", default=[], choices=PATCHES)
     args = parser.parse_args(ours)
+    if "--kubeconfig" in rest:
+        # The kubernetes client fixes its default kubeconfig path when first imported, which
+        # the handlers do here, before `llmroute run` would set it.
+        os.environ["KUBECONFIG"] = rest[rest.index("--kubeconfig") + 1]
     from llmroute import handlers  # noqa: F401  (the operator's handlers and settings first)
     from llmroute.cli import main as llmroute_main
 

@@ -261,6 +261,10 @@ def plan_proxy_launch(
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     if KEYS_DIR_ENV not in env and _in_pod_dir(KEYS_MOUNT, mounts):
         env[KEYS_DIR_ENV] = rewrite(KEYS_MOUNT)
+    if "TMPDIR" not in pod_env and "/tmp" in mounts:
+        # In a container /tmp is the pod's own volume; on the host, proxies would otherwise
+        # share temp files (LiteLLM's prometheus multi-process directory among them).
+        env["TMPDIR"] = str(mounts["/tmp"])
 
     grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
     return ProxyLaunch(

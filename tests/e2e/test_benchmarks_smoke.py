@@ -89,7 +89,8 @@ def test_harnesses_produce_well_formed_results(tmp_path: Path) -> None:
     assert set(idle) == {"requests", "writes", "by_verb", "writes_by_resource"}
     assert size["restart_unchanged"]["resumed"] is True
     assert size["restart_changed"]["converged"] is True
-    assert size["floor"]["children"] == dict.fromkeys(KINDS, 3)
+    for floor in ("before_operator", "after_operator"):
+        assert size["floor"][floor]["children"] == dict.fromkeys(KINDS, 3)
     assert size["ratios"]["from_empty_over_floor"] > 0
     assert size["from_empty"]["memory"]["rss_mib"] > 0
     for phase in ("from_empty", "idle", "restart_unchanged", "restart_changed"):

@@ -15,6 +15,7 @@ from llmroute.quota.status import QuotaEvent, SyncResult
 from llmroute.quota.sync import SyncOutcome
 
 LOGGER = logging.getLogger("test")
+NO_CHILDREN: dict = {}  # the operator's index of optional children, empty
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(
         handlers,
         "rerender_route",
-        lambda namespace, name, logger: recorded["rerenders"].append((namespace, name)),
+        lambda namespace, name, index, logger: recorded["rerenders"].append((namespace, name)),
     )
     return recorded
 
@@ -68,7 +69,7 @@ EXHAUSTED = QuotaEvent("Warning", "BudgetExhausted", "Exhausted: ...")
 def test_a_written_state_change_posts_its_event_and_rerenders(monkeypatch, calls) -> None:
     done = outcome(written=True, event=EXHAUSTED, rerender=True)
     monkeypatch.setattr(handlers, "sync_quota", lambda api, ns, name: done)
-    assert handlers.sync("ns", "q", LOGGER) is done
+    assert handlers.sync("ns", "q", NO_CHILDREN, LOGGER) is done
     [(obj, event)] = calls["events"]
     assert obj["metadata"]["name"] == "q"
     assert event == {"type": "Warning", "reason": "BudgetExhausted", "message": "Exhausted: ..."}
@@ -79,7 +80,7 @@ def test_nothing_is_announced_when_the_write_lost_a_race(monkeypatch, calls) -> 
     # The next sync computes the same change again and announces it then, once.
     done = outcome(written=False, event=EXHAUSTED, rerender=True)
     monkeypatch.setattr(handlers, "sync_quota", lambda api, ns, name: done)
-    handlers.sync("ns", "q", LOGGER)
+    handlers.sync("ns", "q", NO_CHILDREN, LOGGER)
     assert calls == {"events": [], "rerenders": []}
 
 
@@ -91,6 +92,7 @@ def test_change_handlers_leave_the_rerender_to_themselves(monkeypatch, calls) ->
         namespace="ns",
         old={"spec": {"routeRef": {"name": "before"}}},
         new={"spec": {"routeRef": {"name": "gw"}}},
+        optional_children=NO_CHILDREN,
         logger=LOGGER,
     )
     # Both the route it left and the one it references now, each once.
@@ -100,6 +102,10 @@ def test_change_handlers_leave_the_rerender_to_themselves(monkeypatch, calls) ->
 
 def test_a_deleted_quota_rerenders_its_route(calls) -> None:
     handlers.quota_deleted(
-        name="q", namespace="ns", spec={"routeRef": {"name": "gw"}}, logger=LOGGER
+        name="q",
+        namespace="ns",
+        spec={"routeRef": {"name": "gw"}},
+        optional_children=NO_CHILDREN,
+        logger=LOGGER,
     )
     assert calls["rerenders"] == [("ns", "gw")]

@@ -296,8 +296,10 @@ def test_workers_follow_cpu_and_memory_limits() -> None:
     assert workers(None) == ["1"]
     assert workers({"limits": {"cpu": "500m"}}) == ["1"]
     assert workers({"limits": {"cpu": "3.5", "memory": "4Gi"}})[0] == "3"
-    # 2 Gi holds five workers of ~400 MiB, not eight.
-    assert workers({"limits": {"cpu": "8", "memory": "2Gi"}})[0] == "5"
+    # 2 Gi holds five processes of ~400 MiB: four workers and their supervisor, not eight.
+    assert workers({"limits": {"cpu": "8", "memory": "2Gi"}})[0] == "4"
+    # 1 Gi holds two processes: one worker, as a supervisor would need the other.
+    assert workers({"limits": {"cpu": "2", "memory": "1Gi"}})[0] == "1"
     assert workers({"requests": {"cpu": "2"}})[0] == "2"
     assert workers({"limits": {"cpu": "4"}}, workers=2)[0] == "2"
     # Recycling needs uvicorn's supervisor, which runs with two workers or more.

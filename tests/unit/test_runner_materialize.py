@@ -178,11 +178,13 @@ def test_env_is_resolved_like_the_kubelet() -> None:
     assert env["GREETING"] == "hi-gw-litellm-abc-$(literal)-$(UNDEFINED)"
     assert env["CPU_LIMIT"] == "2"  # 1500m rounded up, as the kubelet does
     # What the stand-in adds: the base environment, the config dir on PYTHONPATH (the
-    # custom_auth module ships in the ConfigMap), the offline price map, the keys dir.
+    # custom_auth module ships in the ConfigMap), the offline price map, the keys dir, and
+    # temp files in the pod's own /tmp volume.
     assert env["PATH"] == BASE_ENV["PATH"]
     assert env["PYTHONPATH"] == str(POD_DIR / "etc/litellm")
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert env[KEYS_DIR_ENV] == str(POD_DIR / "etc/llmroute/keys")
+    assert env["TMPDIR"] == str(POD_DIR / "tmp")
 
 
 def test_files_follow_the_mounts() -> None:

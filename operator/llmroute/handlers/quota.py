@@ -15,10 +15,8 @@ from collections import defaultdict
 from typing import Any, Final
 
 import kopf
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from ..api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
+from ..api import GROUP, QUOTA_PLURAL, VERSION
 from ..quota.sync import SyncOutcome, sync_quota
 from . import route as route_handlers
 from . import state
@@ -46,8 +44,10 @@ _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Loc
 
 
 @kopf.timer(GROUP, VERSION, QUOTA_PLURAL, interval=SYNC_INTERVAL_SECONDS)
-def quota_timer(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
-    sync(namespace, name, logger)
+def quota_timer(
+    name: str, namespace: str, optional_children: kopf.Index, logger: logging.Logger, **_: Any
+) -> None:
+    sync(namespace, name, optional_children, logger)
 
 
 @kopf.on.create(GROUP, VERSION, QUOTA_PLURAL)
@@ -57,27 +57,33 @@ def quota_changed(
     namespace: str,
     old: kopf.BodyEssence | None,
     new: kopf.BodyEssence | None,
+    optional_children: kopf.Index,
     logger: logging.Logger,
     **_: Any,
 ) -> None:
     """A new or changed quota: account it at once, and render the routes it touches."""
-    outcome = sync(namespace, name, logger, rerender=False)
+    outcome = sync(namespace, name, optional_children, logger, rerender=False)
     routes = {_route_name(old), _route_name(new)}
     if outcome is not None:
         routes.add(outcome.route_name)
     for route_name in sorted(r for r in routes if r):
-        rerender_route(namespace, route_name, logger)
+        rerender_route(namespace, route_name, optional_children, logger)
 
 
 @kopf.on.delete(GROUP, VERSION, QUOTA_PLURAL, optional=True)
 def quota_deleted(
-    name: str, namespace: str, spec: kopf.Spec, logger: logging.Logger, **_: Any
+    name: str,
+    namespace: str,
+    spec: kopf.Spec,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    **_: Any,
 ) -> None:
     # optional=True: no finalizer; a quota that is gone simply stops shaping its route.
     route_name = (spec.get("routeRef") or {}).get("name")
     if route_name:
         logger.info("ModelQuota %s deleted; rendering LLMRoute %s again", name, route_name)
-        rerender_route(namespace, route_name, logger)
+        rerender_route(namespace, route_name, optional_children, logger)
 
 
 # -- work --------------------------------------------------------------------------
@@ -90,7 +96,12 @@ def _route_name(body: Any) -> str | None:
 
 
 def sync(
-    namespace: str, name: str, logger: logging.Logger, *, rerender: bool = True
+    namespace: str,
+    name: str,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    *,
+    rerender: bool = True,
 ) -> SyncOutcome | None:
     """Sync one quota; post the event of a state change and render its route on one."""
     with _locks[(namespace, name)]:
@@ -107,24 +118,12 @@ def sync(
         )
         logger.info("ModelQuota %s/%s: %s", namespace, name, result.event.message)
     if rerender and result.rerender_route and outcome.route_name:
-        rerender_route(namespace, outcome.route_name, logger)
+        rerender_route(namespace, outcome.route_name, optional_children, logger)
     return outcome
 
 
-def rerender_route(namespace: str, route_name: str, logger: logging.Logger) -> None:
+def rerender_route(
+    namespace: str, route_name: str, optional_children: kopf.Index, logger: logging.Logger
+) -> None:
     """Reconcile an LLMRoute now, so its config reflects the current quota states."""
-    try:
-        route = client.CustomObjectsApi(state.api_client()).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, ROUTE_PLURAL, route_name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return
-        raise
-    if route["metadata"].get("deletionTimestamp"):
-        return
-    try:
-        route_handlers.reconcile(route, logger)
-    except (kopf.TemporaryError, kopf.PermanentError) as error:
-        # The route's own status says why; its handlers retry on their own.
-        logger.info("LLMRoute %s/%s not reconciled: %s", namespace, route_name, error)
+    route_handlers.reconcile_by_name(namespace, route_name, optional_children, logger)

@@ -17,7 +17,13 @@ from .. import kube
 from ..api import GROUP, ROUTE_PLURAL, VERSION
 from ..api.validation import validate
 from ..quota import quota_effects_for_route
-from ..render import RenderedRoute, RenderError, check_litellm_config, render_route
+from ..render import (
+    RenderedRoute,
+    RenderError,
+    check_litellm_config,
+    render_route,
+    warm_up_config_check,
+)
 from . import ollama as ollama_status
 from . import state
 from .conditions import condition_status, ordered, set_condition
@@ -35,11 +41,21 @@ _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Loc
 # -- handlers ----------------------------------------------------------------------
 
 
+@kopf.on.startup()
+def load_config_check(logger: logging.Logger, **_: Any) -> None:
+    # Importing litellm costs seconds of CPU (docs/benchmarks.md); paid before the watches
+    # start, it no longer holds up the first routes to arrive, all waiting on one import.
+    warm_up_config_check()
+    logger.info("litellm loaded for config checks")
+
+
 @kopf.on.resume(GROUP, VERSION, ROUTE_PLURAL)
 @kopf.on.create(GROUP, VERSION, ROUTE_PLURAL)
 @kopf.on.update(GROUP, VERSION, ROUTE_PLURAL)
-def reconcile_route_handler(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-    reconcile(dict(body), logger)
+def reconcile_route_handler(
+    body: kopf.Body, optional_children: kopf.Index, logger: logging.Logger, **_: Any
+) -> None:
+    reconcile(dict(body), optional_children, logger)
 
 
 @kopf.on.delete(GROUP, VERSION, ROUTE_PLURAL, optional=True)
@@ -65,40 +81,58 @@ def routes_by_secret(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:
     ),
 )
 def secret_changed(
-    body: kopf.Body, routes_by_secret: kopf.Index, logger: logging.Logger, **_: Any
+    body: kopf.Body,
+    routes_by_secret: kopf.Index,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    **_: Any,
 ) -> None:
     """A Secret that routes reference appeared or changed: reconcile those routes now."""
     namespace = body["metadata"]["namespace"]
     for route_name in set(routes_by_secret.get((namespace, body["metadata"]["name"]), [])):
-        _reconcile_by_name(namespace, route_name, logger)
+        reconcile_by_name(namespace, route_name, optional_children, logger)
 
 
 @kopf.on.event(
     "apps", "v1", "deployments", labels={**MANAGED, "app.kubernetes.io/component": "proxy"}
 )
 def proxy_deployment_changed(
-    type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
+    type: str | None,
+    body: kopf.Body,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    **_: Any,
 ) -> None:
-    _workload_changed(type, body, logger, _update_proxy_available)
+    _workload_changed(type, body, optional_children, logger, _update_proxy_available)
 
 
 @kopf.on.event(
     "apps", "v1", "statefulsets", labels={**MANAGED, "app.kubernetes.io/component": "ollama"}
 )
 def ollama_statefulset_changed(
-    type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
+    type: str | None,
+    body: kopf.Body,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    **_: Any,
 ) -> None:
-    _workload_changed(type, body, logger, _update_ollama_ready)
+    _workload_changed(type, body, optional_children, logger, _update_ollama_ready)
 
 
-def _workload_changed(type: str | None, body: kopf.Body, logger: logging.Logger, update) -> None:
+def _workload_changed(
+    type: str | None,
+    body: kopf.Body,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    update,
+) -> None:
     """A Deployment or StatefulSet of a route: restore it when it drifted, else report it."""
     route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
     if not route_name:
         return
     namespace = body["metadata"]["namespace"]
     if type == "DELETED" or kube.edited_by_others(body):
-        _reconcile_by_name(namespace, route_name, logger)
+        reconcile_by_name(namespace, route_name, optional_children, logger)
     else:
         update(namespace, route_name, dict(body))
 
@@ -120,11 +154,17 @@ def refresh_ollama_status(name: str, namespace: str, **_: Any) -> None:
     _update_ollama_ready(namespace, name, None)
 
 
-def _restore_on_change(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+def _restore_on_change(
+    type: str | None,
+    body: kopf.Body,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    **_: Any,
+) -> None:
     """A child deleted or edited by someone else is restored from the route."""
     route_name = body["metadata"].get("labels", {}).get(ROUTE_LABEL)
     if route_name and (type == "DELETED" or kube.edited_by_others(body)):
-        _reconcile_by_name(body["metadata"]["namespace"], route_name, logger)
+        reconcile_by_name(body["metadata"]["namespace"], route_name, optional_children, logger)
 
 
 for _group, _version, _plural in (
@@ -137,17 +177,44 @@ for _group, _version, _plural in (
     kopf.on.event(_group, _version, _plural, labels=MANAGED)(_restore_on_change)
 
 
+def _index_optional_child(body: kopf.Body, param: str, **_: Any) -> dict[tuple, tuple[str, ...]]:
+    """(namespace, kind, name) of an optional child that exists -> the uids of its owners."""
+    meta = body["metadata"]
+    owners = tuple(ref.get("uid", "") for ref in meta.get("ownerReferences") or [])
+    return {(meta["namespace"], param, meta["name"]): owners}
+
+
+# Pruning looks up which optional children exist here rather than GETting every optional
+# kind of every route it reconciles (five requests a reconcile, docs/benchmarks.md). kopf
+# lists the indexed kinds before it calls any handler, so the index is complete from the start.
+for _group, _version, _plural, _kind, _component in (
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", "proxy"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "proxy"),
+    ("apps", "v1", "statefulsets", "StatefulSet", "ollama"),
+    ("", "v1", "services", "Service", "ollama"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "ollama"),
+):
+    kopf.index(
+        _group,
+        _version,
+        _plural,
+        id="optional_children",
+        param=_kind,
+        labels={**MANAGED, "app.kubernetes.io/component": _component},
+    )(_index_optional_child)
+
+
 # -- reconciliation ----------------------------------------------------------------
 
 
-def reconcile(route: dict, logger: logging.Logger) -> None:
+def reconcile(route: dict, optional_children: kopf.Index, logger: logging.Logger) -> None:
     """Bring the children of `route` to the rendered state and report it in status."""
     meta = route["metadata"]
     with _locks[(meta["namespace"], meta["name"])]:
-        _reconcile_locked(route, logger)
+        _reconcile_locked(route, optional_children, logger)
 
 
-def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
+def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: logging.Logger) -> None:
     api = state.api_client()
     meta = route["metadata"]
     generation = meta.get("generation")
@@ -236,7 +303,7 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
             deployment = applied
         elif obj["kind"] == "StatefulSet":
             statefulset = applied
-    _prune_optional_children(api, route, rendered)
+    _prune_optional_children(api, route, rendered, optional_children)
     conditions = _proxy_condition(conditions, deployment, generation)
     ollama = ollama_status.observe_ollama(api, route, statefulset, storage_message=storage_message)
     conditions = ollama_status.with_ollama_condition(conditions, ollama, generation)
@@ -254,7 +321,10 @@ def _reconcile_locked(route: dict, logger: logging.Logger) -> None:
     )
 
 
-def _reconcile_by_name(namespace: str, name: str, logger: logging.Logger) -> None:
+def reconcile_by_name(
+    namespace: str, name: str, optional_children: kopf.Index, logger: logging.Logger
+) -> None:
+    """Reconcile the route as it is now (for events on other objects than the route)."""
     api = client.CustomObjectsApi(state.api_client())
     try:
         route = api.get_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, name)
@@ -265,7 +335,7 @@ def _reconcile_by_name(namespace: str, name: str, logger: logging.Logger) -> Non
     if route["metadata"].get("deletionTimestamp"):
         return
     try:
-        reconcile(route, logger)
+        reconcile(route, optional_children, logger)
     except (kopf.TemporaryError, kopf.PermanentError) as error:
         # Already reported in the route's status; kopf's own retry covers the rest.
         logger.info("route %s/%s not reconciled: %s", namespace, name, error)
@@ -391,12 +461,15 @@ OPTIONAL_CHILDREN = (
 )
 
 
-def _prune_optional_children(api: client.ApiClient, route: dict, rendered: RenderedRoute) -> None:
+def _prune_optional_children(
+    api: client.ApiClient, route: dict, rendered: RenderedRoute, existing: kopf.Index
+) -> None:
     meta = route["metadata"]
     wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
     for api_version, kind, suffix in OPTIONAL_CHILDREN:
         name = meta["name"] + suffix
-        if (kind, name) not in wanted:
+        owners = existing.get((meta["namespace"], kind, name), [])
+        if (kind, name) not in wanted and any(meta["uid"] in uids for uids in owners):
             kube.delete_owned(api, api_version, kind, meta["namespace"], name, meta["uid"])
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
-from llmroute.render.check import check_litellm_config
+from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
 from llmroute.render.inputs import RenderError, Route, parse_route
 from llmroute.render.litellm_config import deployment_id, render_litellm_config
@@ -45,6 +45,7 @@ __all__ = [
     "config_hash",
     "deployment_id",
     "render_route",
+    "warm_up_config_check",
 ]
 
 

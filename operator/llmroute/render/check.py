@@ -23,8 +23,20 @@ _CONNECTING_SETTINGS: Final = frozenset(
     {"redis_host", "redis_port", "redis_password", "redis_url", "cache_kwargs"}
 )
 
+# The smallest config LiteLLM accepts: checking it loads everything later checks use.
+_WARM_UP_CONFIG: Final = {
+    "model_list": [{"model_name": "warm-up", "litellm_params": {"model": "openai/warm-up"}}]
+}
+
 _cache: dict[str, tuple[str, ...]] = {}
 _lock = threading.Lock()
+
+
+def warm_up_config_check() -> None:
+    """Import litellm and build one Router now, instead of in the first route's reconcile."""
+    problems = check_litellm_config(_WARM_UP_CONFIG)
+    if problems:
+        raise RuntimeError(f"litellm rejects the warm-up config: {problems}")
 
 
 def check_litellm_config(config: Mapping[str, Any]) -> list[str]:

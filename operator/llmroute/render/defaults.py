@@ -29,12 +29,15 @@ PROXY_AUTOSCALING_ENABLED: Final = False
 PROXY_AUTOSCALING_MIN_REPLICAS: Final = 1
 PROXY_AUTOSCALING_MAX_REPLICAS: Final = 5
 PROXY_AUTOSCALING_TARGET_CPU_PERCENT: Final = 70
-# LiteLLM holds ~310 MB RSS per worker; 1 CPU / 1 Gi fits one worker with headroom.
+# One worker: ~21 ms of CPU a request, so ~45 requests/s on its CPU, and ~350 MiB RSS
+# (docs/benchmarks.md); 1 CPU / 1 Gi fits it with headroom.
 PROXY_RESOURCES: Final = {
     "requests": {"cpu": "500m", "memory": "512Mi"},
     "limits": {"cpu": "1", "memory": "1Gi"},
 }
 PROXY_WORKERS: Final = 0  # 0: derived from the container's CPU and memory limits
+# LiteLLM's chart logs at INFO: 44 requests/s on one CPU at concurrency 50, WARNING 52
+# (docs/benchmarks.md).
 PROXY_LOG_LEVEL: Final = "WARNING"
 
 # spec.auth: the key inside the generated "<route>-master-key" Secret

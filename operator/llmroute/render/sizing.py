@@ -10,8 +10,9 @@ from typing import Any, Final
 
 from llmroute.render.inputs import Route
 
-# LiteLLM holds ~310 MB RSS per worker; leave room for request buffers and the supervisor.
-MEMORY_PER_WORKER_BYTES: Final = 400 * 1024 * 1024
+# A LiteLLM process (a worker, or the supervisor of several) held 336-352 MiB RSS under load
+# (docs/benchmarks.md); the rest is room for request buffers.
+MEMORY_PER_PROCESS_BYTES: Final = 400 * 1024 * 1024
 
 _SUFFIXES: Final = {
     "n": Decimal("1e-9"),
@@ -64,8 +65,8 @@ def proxy_workers(route: Route) -> int:
 
     spec.proxy.workers when set; otherwise one per whole CPU of the container's limit (its
     request when no limit is set), at least one, and no more than its memory holds. LiteLLM's
-    own default does not look at the container's limits: a pod on a large node would start
-    more workers than its CPU quota can run, or its memory limit can hold.
+    own default is one worker whatever the pod's CPU: on 2 CPUs at concurrency 50, 1 / 2 / 4
+    workers served 49 / 97 / 81 requests/s (docs/benchmarks.md).
     """
     if route.proxy.workers > 0:
         return route.proxy.workers
@@ -73,7 +74,9 @@ def proxy_workers(route: Route) -> int:
     workers = max(1, math.floor(cpu)) if cpu is not None else 1
     memory = _resource(route.proxy.resources, "memory")
     if memory is not None:
-        workers = min(workers, max(1, math.floor(memory / MEMORY_PER_WORKER_BYTES)))
+        processes = math.floor(memory / MEMORY_PER_PROCESS_BYTES)
+        # Several workers run under a supervisor process that holds as much as a worker.
+        workers = min(workers, processes - 1 if processes >= 3 else 1)
     return workers
 
 
