@@ -38,6 +38,28 @@ ROUTE: dict[str, Any] = {
     },
 }
 
+# The smallest route the operator makes Ready: one OpenAI target, whose key is "openai" in
+# the Secret provider-keys.
+OPENAI_ROUTE: dict[str, Any] = {
+    "apiVersion": API_VERSION,
+    "kind": "LLMRoute",
+    "metadata": {"name": "gateway"},
+    "spec": {
+        "models": [
+            {
+                "name": "smart",
+                "targets": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4",
+                        "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
+                    }
+                ],
+            }
+        ]
+    },
+}
+
 QUOTA: dict[str, Any] = {
     "apiVersion": API_VERSION,
     "kind": "ModelQuota",

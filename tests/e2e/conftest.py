@@ -15,19 +15,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from localcluster import tools
+from built_tools import require_tools
 from localcluster.controlplane import LocalCluster, free_port
 from localcluster.runner import ProcessRunner
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    missing = tools.missing()
-    if missing:
-        message = f"missing {', '.join(missing)}; build them with `{tools.BUILD_COMMAND}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tools()
     with LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local:
         yield local
 

@@ -7,14 +7,13 @@ assertions. Both harnesses run at once, as separate processes, to keep this test
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from localcluster import tools
+from built_tools import require_tools
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +43,7 @@ def _finish(process: subprocess.Popen, log: Path, timeout: float) -> None:
 
 
 def test_harnesses_produce_well_formed_results(tmp_path: Path) -> None:
-    missing = tools.missing()
-    if missing:
-        message = f"missing {', '.join(missing)}; build them with `{tools.BUILD_COMMAND}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tools()
     operator_out, gateway_out = tmp_path / "operator.json", tmp_path / "gateway.json"
     operator_log, gateway_log = tmp_path / "operator.log", tmp_path / "gateway.log"
     operator = _start(

@@ -24,6 +24,7 @@ from llmroute.client import LLMRouteClient
 from localcluster.fakes import FakeOpenAI
 from localcluster.runner import ProcessRunner
 from localcluster.wait import wait_for
+from manifests import OPENAI_ROUTE, changed
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -31,27 +32,11 @@ CALLER_KEY = "sk-billing-cli-e2e"
 
 
 def route_manifest(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LLMRoute",
-        "metadata": {"name": name},
-        "spec": {
-            "models": [
-                {
-                    "name": "smart",
-                    "targets": [
-                        {
-                            "provider": "openai",
-                            "model": "gpt-4",
-                            "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
-                            **spec.pop("target", {}),
-                        }
-                    ],
-                }
-            ],
-            **spec,
-        },
-    }
+    """OPENAI_ROUTE named `name`, its target updated with `target`, its spec with the rest."""
+    route = changed(OPENAI_ROUTE, {"metadata.name": name})
+    route["spec"]["models"][0]["targets"][0].update(spec.pop("target", {}))
+    route["spec"].update(spec)
+    return route
 
 
 def quota_manifest(name: str, route: str) -> dict[str, Any]:

@@ -15,11 +15,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from built_tools import require_tools
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.render import render_route
 from localcluster import tools
 from localcluster.controlplane import LocalCluster
 from localcluster.wait import wait_for
+from manifests import OPENAI_ROUTE, changed
 
 pytestmark = pytest.mark.e2e
 
@@ -78,9 +80,7 @@ class Tools:
 
 @pytest.fixture(scope="module")
 def cli(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Tools:
-    missing = tools.missing(("helm", "kubectl"))
-    if missing:
-        pytest.skip(f"missing {', '.join(missing)}; build them with `{tools.BUILD_COMMAND}`")
+    require_tools("helm", "kubectl")
     return Tools(cluster.kubeconfig, tmp_path_factory.mktemp("helm-home"))
 
 
@@ -383,25 +383,7 @@ def test_operator_runs_on_the_charts_rbac(
             namespace,
             {"metadata": {"name": "provider-keys"}, "stringData": {"openai": "sk-test-openai"}},
         )
-        route = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "LLMRoute",
-            "metadata": {"name": "gw"},
-            "spec": {
-                "models": [
-                    {
-                        "name": "smart",
-                        "targets": [
-                            {
-                                "provider": "openai",
-                                "model": "gpt-4",
-                                "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
-                            }
-                        ],
-                    }
-                ]
-            },
-        }
+        route = changed(OPENAI_ROUTE, {"metadata.name": "gw"})
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, route)
 
         def ready() -> bool:

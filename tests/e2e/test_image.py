@@ -37,6 +37,7 @@ from localcluster import tools
 from localcluster.controlplane import LocalCluster, free_port
 from localcluster.docker import DockerEngine, DockerUnavailable
 from localcluster.wait import wait_for
+from manifests import OPENAI_ROUTE, changed
 
 # A cold build (base image, wheels, every layer) takes most of this.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -209,25 +210,7 @@ def test_operator_from_the_image_reconciles_and_stops_gracefully(
         namespace,
         {"metadata": {"name": "provider-keys"}, "stringData": {"openai": "sk-test-openai"}},
     )
-    route = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LLMRoute",
-        "metadata": {"name": "gw"},
-        "spec": {
-            "models": [
-                {
-                    "name": "smart",
-                    "targets": [
-                        {
-                            "provider": "openai",
-                            "model": "gpt-4",
-                            "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
-                        }
-                    ],
-                }
-            ]
-        },
-    }
+    route = changed(OPENAI_ROUTE, {"metadata.name": "gw"})
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, route)
 
     def ready() -> dict | None:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import llmroute
+from built_tools import require_tools
 from llmroute.api.validation import validate
 from llmroute.render.labels import OPERATOR_APP_NAME
 from localcluster import tools
@@ -44,11 +45,7 @@ PEERING_VERBS = ["get", "list", "watch", "patch"]
 
 @pytest.fixture(scope="module")
 def helm_binary() -> Path:
-    if tools.missing(("helm",)):
-        message = f"helm is missing; build it with `{tools.BUILD_COMMAND}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tools("helm")
     return tools.binary("helm")
 
 

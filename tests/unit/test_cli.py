@@ -28,6 +28,7 @@ from llmroute.cli import (
 from llmroute.quota.counters import Usage
 from llmroute.quota.usage import UsageRow
 from llmroute.render import MASTER_KEY_PLACEHOLDER, render_route
+from manifests import OPENAI_ROUTE as ROUTE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
@@ -38,25 +39,6 @@ ROUTE_EXAMPLES = [
 ]
 NOW = dt.datetime(2026, 11, 20, 12, 0, 0, tzinfo=dt.UTC)
 
-ROUTE: dict[str, Any] = {
-    "apiVersion": "llmroute.dev/v1alpha1",
-    "kind": "LLMRoute",
-    "metadata": {"name": "gateway"},
-    "spec": {
-        "models": [
-            {
-                "name": "smart",
-                "targets": [
-                    {
-                        "provider": "openai",
-                        "model": "gpt-4",
-                        "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
-                    }
-                ],
-            }
-        ]
-    },
-}
 QUOTA: dict[str, Any] = {
     "apiVersion": "llmroute.dev/v1alpha1",
     "kind": "ModelQuota",
