@@ -88,3 +88,19 @@ def changed(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             parent[parts[-1]] = value
     return obj
+
+
+def render_manifest(obj: Any, **options: Any) -> Any:
+    """Render an LLMRoute manifest as the operator and the CLI do: parse it (the edge), render."""
+    from llmroute.api.route import parse_route
+    from llmroute.render import render_route
+
+    return render_route(parse_route(obj), **options)
+
+
+def compose_manifest(obj: Any, **options: Any) -> Any:
+    """The Compose project of an LLMRoute manifest, parsed at the edge as the CLI does."""
+    from llmroute.api.route import parse_route
+    from llmroute.render.compose import render_compose
+
+    return render_compose(parse_route(obj), **options)

@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 
 CONTEXT_SETTINGS: Final = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 OUTPUT_FORMATS: Final = ("table", "yaml", "json")
-ROUTE_CONDITIONS: Final = (
-    "Ready",
-    "ConfigValid",
-    "SecretsResolved",
-    "ProxyAvailable",
-    "OllamaReady",
-)
 USAGE_DIMENSIONS: Final = ("route", "model", "target", "caller", "task")
 IN_CLUSTER_NAMESPACE_FILE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -262,11 +255,12 @@ def manifest_problems(obj: Any, *, check_litellm: bool = False) -> list[str]:
     problems = [str(error) for error in validate_object(obj)]
     if problems or obj.get("kind") != "LLMRoute":
         return problems
-    from .render import RenderError, check_litellm_config, render_route
+    from .api.route import SpecError, parse_route
+    from .render import check_litellm_config, render_route
 
     try:
-        rendered = render_route(obj)
-    except RenderError as error:
+        rendered = render_route(parse_route(obj))
+    except SpecError as error:
         return [str(error)]
     if check_litellm:
         return [f"rendered LiteLLM config: {p}" for p in check_litellm_config(rendered.config)]
@@ -321,9 +315,10 @@ def render(
     Exit status: 0 on success, 1 when a route is invalid (the problems go to stderr, naming
     the field) or the files hold no LLMRoute, 2 for a usage error.
     """
+    from .api.route import SpecError, parse_route
     from .api.validation import validate as validate_object
     from .quota.effects import quota_effects
-    from .render import RenderError, render_route
+    from .render import render_route
     from .render.compose import render_compose
 
     documents = load_documents(files)
@@ -357,14 +352,15 @@ def render(
         if not errors:
             effects = quota_effects(_quotas_of(body, quotas, namespace), str(document.name))
             try:
+                route = parse_route(body)
                 if output_format == "compose":
-                    projects.append((body, render_compose(body, quotas=effects)))
+                    projects.append((body, render_compose(route, quotas=effects)))
                 else:
-                    rendered = render_route(body, quotas=effects)
+                    rendered = render_route(route, quotas=effects)
                     if rendered.generated_secret is not None:
                         objects.append(rendered.generated_secret)
                     objects.extend(rendered.objects)
-            except RenderError as error:
+            except SpecError as error:
                 errors = [str(error)]
         for error in errors:
             click.echo(f"{document.label(several)}: {error}", err=True)
@@ -652,6 +648,8 @@ def status_tables(
     routes: Sequence[Mapping[str, Any]], quotas: Sequence[Mapping[str, Any]], all_namespaces: bool
 ) -> str:
     """The table output of `status`: routes, then quotas, then what keeps routes from Ready."""
+    from .route.status import CONDITION_ORDER
+
     ns_header = ["NAMESPACE"] if all_namespaces else []
 
     def ns(row: Mapping[str, Any]) -> list[str]:
@@ -722,7 +720,7 @@ def status_tables(
         failing = [
             (type_, c)
             for type_, c in route["conditions"].items()
-            if type_ in ROUTE_CONDITIONS and c.get("status") != "True"
+            if type_ in CONDITION_ORDER and c.get("status") != "True"
         ]
         # Ready=False only sums up the others; on its own (waiting for the proxy) it says why.
         failing = [f for f in failing if f[0] != "Ready"] or failing

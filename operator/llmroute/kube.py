@@ -12,20 +12,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from llmroute.render.children import plurals
+
 FIELD_MANAGER = "llmroute"
 
-# apiVersion/kind -> URL plural, for the kinds the operator owns.
-_PLURALS = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("v1", "Service"): "services",
-    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
-    ("apps/v1", "Deployment"): "deployments",
-    ("apps/v1", "StatefulSet"): "statefulsets",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-}
+# apiVersion/kind -> URL plural, for the kinds the operator owns (its table of child kinds).
+_PLURALS = plurals()
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
-from llmroute.api.spec import apply_defaults
+from llmroute.api.schema import apply_defaults
 from llmroute.api.validation import validate
 from manifests import DELETE, QUOTA, ROUTE, changed
 
@@ -98,7 +98,7 @@ def test_every_example_is_accepted_and_defaulted_as_offline(
     api: client.ApiClient, namespace: str, doc: dict[str, Any]
 ) -> None:
     stored = create(api, namespace, doc, dry_run="All")
-    # The API server's defaults and llmroute.api.spec.apply_defaults agree.
+    # The API server's defaults and llmroute.api.schema.apply_defaults agree.
     assert stored["spec"] == apply_defaults(doc["spec"], doc["kind"])
 
 

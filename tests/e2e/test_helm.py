@@ -17,11 +17,10 @@ from kubernetes.client.exceptions import ApiException
 
 from built_tools import require_tools
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from llmroute.render import render_route
 from localcluster import tools
 from localcluster.controlplane import LocalCluster
 from localcluster.wait import wait_for
-from manifests import OPENAI_ROUTE, changed
+from manifests import OPENAI_ROUTE, changed, render_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -307,7 +306,7 @@ def test_pods_pass_the_restricted_pod_security_standard(
 
     route = yaml.safe_load((tools.REPO_ROOT / "examples" / "smart-chain.yaml").read_text())
     route["metadata"]["namespace"] = namespace
-    proxy = next(o for o in render_route(route).objects if o["kind"] == "Deployment")
+    proxy = next(o for o in render_manifest(route).objects if o["kind"] == "Deployment")
 
     pods = {
         "operator": pod_from_template(operator["spec"]["template"], "operator"),

@@ -22,11 +22,12 @@ from kubernetes.client.exceptions import ApiException
 
 from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from llmroute.handlers.ollama import keep_claim_templates, observe_ollama
-from llmroute.render import render_route
+from llmroute.api.route import parse_route
+from llmroute.route.ollama import keep_claim_templates, observe_ollama
 from localcluster.fakes import Behaviour, FakeAnthropic, FakeOpenAI
 from localcluster.runner import ProcessRunner
 from localcluster.wait import wait_for
+from manifests import render_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
@@ -156,7 +157,7 @@ def test_children_are_owned_and_as_declared(apis, namespace) -> None:
     # Applying the same StatefulSet again is a no-op on the server, volumeClaimTemplates
     # included (which the server would refuse to change if it saw a difference).
     current = read_route(custom, namespace)
-    owned = render_route(current).objects[-1]
+    owned = render_manifest(current).objects[-1]
     owned["metadata"]["ownerReferences"] = [kube.owner_reference(current)]
     before = kube.get(core.api_client, "apps/v1", "StatefulSet", namespace, OLLAMA)
     applied = kube.apply(core.api_client, owned)
@@ -212,7 +213,7 @@ def test_a_volume_change_is_refused_by_the_server_and_kept_out_of_the_apply(
     wait_statefulset(apps, namespace)
     route = read_route(custom, namespace)
     route["spec"]["ollama"] = {"models": ["llama3.2", "phi3"], "storage": {"size": "50Gi"}}
-    desired = render_route(route).objects[-1]
+    desired = render_manifest(route).objects[-1]
     desired["metadata"]["ownerReferences"] = [kube.owner_reference(route)]
     with pytest.raises(ApiException) as refused:
         kube.apply(core.api_client, desired)
@@ -364,17 +365,21 @@ def test_the_local_model_answers_when_the_clouds_fail(
         ROUTE,
         {"spec": {"models": [{"name": "smart", "targets": targets}]}},
     )
-    config_hash = render_route(read_route(custom, namespace)).config_hash
+    config_hash = render_manifest(read_route(custom, namespace)).config_hash
 
     with ProcessRunner(api_client=cluster.api_client(), namespace=namespace) as runner:
         runner.wait_serving(pod.metadata.name, timeout=60, namespace=namespace)
         # The Ollama status reads the real StatefulSet and the fake's /api/tags at the pod IP.
-        state = observe_ollama(api, read_route(custom, namespace))
+        state = observe_ollama(api, parse_route(read_route(custom, namespace)))
         assert state is not None
         assert state.models == [{"name": "llama3.2", "present": "False"}]
         pull(ollama_url, "llama3.2")
         state = wait_for(
-            lambda: (s := observe_ollama(api, read_route(custom, namespace))) and s.status and s,
+            lambda: (
+                (s := observe_ollama(api, parse_route(read_route(custom, namespace))))
+                and s.status
+                and s
+            ),
             timeout=60,
             what="OllamaReady from the StatefulSet and /api/tags",
         )
@@ -409,6 +414,6 @@ def test_the_local_model_answers_when_the_clouds_fail(
         assert runner.ollama(pod.metadata.name, namespace).inference_requests()
 
     # The runner is gone, and with it the fake: presence is Unknown, not guessed.
-    state = observe_ollama(api, read_route(custom, namespace))
+    state = observe_ollama(api, parse_route(read_route(custom, namespace)))
     assert state is not None
     assert state.models == [{"name": "llama3.2", "present": "Unknown"}]

@@ -27,8 +27,9 @@ from llmroute.cli import (
 )
 from llmroute.quota.counters import Usage
 from llmroute.quota.usage import UsageRow
-from llmroute.render import MASTER_KEY_PLACEHOLDER, render_route
+from llmroute.render import MASTER_KEY_PLACEHOLDER
 from manifests import OPENAI_ROUTE as ROUTE
+from manifests import render_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
@@ -109,7 +110,7 @@ def test_render_k8s_prints_what_render_route_returns(example: Path) -> None:
     printed = list(yaml.safe_load_all(result.stdout))
     (route,) = [d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "LLMRoute"]
     route["metadata"]["namespace"] = "team-a"
-    rendered = render_route(route)
+    rendered = render_manifest(route)
     expected = [rendered.generated_secret] if rendered.generated_secret else []
     assert printed == expected + rendered.objects
     assert {o["metadata"]["namespace"] for o in printed} == {"team-a"}

@@ -18,16 +18,16 @@ import pytest
 import yaml
 
 from llmroute import versions
-from llmroute.render import MASTER_KEY_PLACEHOLDER, RenderError, render_route
+from llmroute.api.route import SpecError, parse_route
+from llmroute.render import MASTER_KEY_PLACEHOLDER
 from llmroute.render.compose import (
     COMPOSE_OLLAMA_URL,
     OLLAMA_VOLUME,
     ComposeProject,
-    render_compose,
 )
-from llmroute.render.inputs import parse_route
 from llmroute.render.ollama import MODELS_DIR, READY_FILE
 from llmroute.render.sizing import limit_processes
+from manifests import compose_manifest, render_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((Path(__file__).parent / "data" / "compose-spec.json").read_text())
@@ -98,14 +98,14 @@ def proxy(project: ComposeProject) -> dict[str, Any]:
 
 @pytest.mark.parametrize("example", EXAMPLE_ROUTES)
 def test_every_example_route_is_a_valid_compose_file(example: dict[str, Any]) -> None:
-    document = render_compose(example).document
+    document = compose_manifest(example).document
     assert schema_errors(document) == []
     # What the CLI prints: the YAML form validates too.
     assert schema_errors(yaml.safe_load(yaml.safe_dump(document))) == []
 
 
 def test_the_schema_check_is_not_vacuous() -> None:
-    document = copy.deepcopy(render_compose(route(ollama={"models": ["llama3.2"]})).document)
+    document = copy.deepcopy(compose_manifest(route(ollama={"models": ["llama3.2"]})).document)
     document["services"]["litellm"]["no_such_setting"] = True
     document["configs"]["config.yaml"]["contents"] = "typo"
     errors = schema_errors(document)
@@ -141,14 +141,14 @@ def test_the_schema_check_is_not_vacuous() -> None:
     ids=["managed-gpu", "managed-no-models", "external", "callers-redis-autoscaling"],
 )
 def test_route_variants_are_valid_compose_files(spec: dict[str, Any]) -> None:
-    assert schema_errors(render_compose(route(**spec)).document) == []
+    assert schema_errors(compose_manifest(route(**spec)).document) == []
 
 
 # -- no secret values -----------------------------------------------------------------------------
 
 
 def test_no_secret_value_and_every_key_comes_from_the_environment() -> None:
-    project = render_compose(
+    project = compose_manifest(
         route(
             auth={
                 "callers": [
@@ -182,7 +182,7 @@ def test_no_secret_value_and_every_key_comes_from_the_environment() -> None:
 
 
 def test_key_files_land_where_the_auth_policy_looks_for_them() -> None:
-    project = render_compose(
+    project = compose_manifest(
         route(
             auth={
                 "callers": [
@@ -202,7 +202,7 @@ def test_key_files_land_where_the_auth_policy_looks_for_them() -> None:
 
 
 def test_variables_are_named_after_what_they_hold() -> None:
-    project = render_compose(
+    project = compose_manifest(
         route(
             models=[
                 {
@@ -250,8 +250,8 @@ def test_variables_are_named_after_what_they_hold() -> None:
 
 def test_the_config_is_the_clusters_with_the_ollama_address_of_the_service() -> None:
     spec_route = route(ollama={"models": ["llama3.2"]})
-    project = render_compose(spec_route)
-    cluster_config = render_route(spec_route).config
+    project = compose_manifest(spec_route)
+    cluster_config = render_manifest(spec_route).config
     compose_config = config_of(project)
     bases = [d["litellm_params"].get("api_base") for d in compose_config["model_list"]]
     assert bases == [None, COMPOSE_OLLAMA_URL]
@@ -263,8 +263,8 @@ def test_the_config_is_the_clusters_with_the_ollama_address_of_the_service() -> 
 
 def test_the_proxy_runs_as_the_deployment_says() -> None:
     spec_route = route(ollama={})
-    project = render_compose(spec_route)
-    deployment = next(o for o in render_route(spec_route).objects if o["kind"] == "Deployment")
+    project = compose_manifest(spec_route)
+    deployment = next(o for o in render_manifest(spec_route).objects if o["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     service = proxy(project)
     assert service["image"] == versions.LITELLM_IMAGE == container["image"]
@@ -285,11 +285,11 @@ def test_the_proxy_runs_as_the_deployment_says() -> None:
 def test_dollar_signs_are_escaped_from_compose_interpolation() -> None:
     spec_route = route()
     spec_route["spec"]["models"][0]["targets"][1]["apiBase"] = "https://ollama.lan/?sig=$abc"
-    content = render_compose(spec_route).document["configs"]["config.yaml"]["content"]
+    content = compose_manifest(spec_route).document["configs"]["config.yaml"]["content"]
     assert "sig=$$abc" in content
-    assert config_of(render_compose(spec_route))["model_list"][1]["litellm_params"]["api_base"] == (
-        "https://ollama.lan/?sig=$abc"
-    )
+    assert config_of(compose_manifest(spec_route))["model_list"][1]["litellm_params"][
+        "api_base"
+    ] == ("https://ollama.lan/?sig=$abc")
 
 
 def test_limits_are_shared_by_the_workers_of_one_proxy() -> None:
@@ -298,16 +298,16 @@ def test_limits_are_shared_by_the_workers_of_one_proxy() -> None:
     one = copy.deepcopy(spec_route)
     one["spec"]["proxy"]["replicas"] = 1
     processes = limit_processes(parse_route(one))
-    rpm = config_of(render_compose(spec_route))["model_list"][0]["litellm_params"]["rpm"]
+    rpm = config_of(compose_manifest(spec_route))["model_list"][0]["litellm_params"]["rpm"]
     assert rpm == -(-60 // processes)
-    assert rpm > render_route(spec_route).config["model_list"][0]["litellm_params"]["rpm"]
+    assert rpm > render_manifest(spec_route).config["model_list"][0]["litellm_params"]["rpm"]
 
 
 def test_an_invalid_route_names_the_field() -> None:
     spec_route = route()
     spec_route["spec"]["models"][0]["fallbacks"] = ["missing"]
-    with pytest.raises(RenderError) as error:
-        render_compose(spec_route)
+    with pytest.raises(SpecError) as error:
+        compose_manifest(spec_route)
     assert error.value.field == "spec.models[0].fallbacks[0]"
 
 
@@ -318,9 +318,9 @@ def test_a_managed_ollama_runs_its_statefulset_container_with_a_named_volume() -
     spec_route = route(
         ollama={"models": ["llama3.2", "qwen2.5:7b"], "numParallel": 2, "gpu": {"count": 1}}
     )
-    project = render_compose(spec_route)
+    project = compose_manifest(spec_route)
     document = project.document
-    statefulset = next(o for o in render_route(spec_route).objects if o["kind"] == "StatefulSet")
+    statefulset = next(o for o in render_manifest(spec_route).objects if o["kind"] == "StatefulSet")
     container = statefulset["spec"]["template"]["spec"]["containers"][0]
     ollama = document["services"]["ollama"]
     assert ollama["image"] == versions.OLLAMA_IMAGE == container["image"]
@@ -345,7 +345,7 @@ def test_a_managed_ollama_runs_its_statefulset_container_with_a_named_volume() -
 
 
 def test_a_managed_ollama_without_models_or_gpu() -> None:
-    document = render_compose(route(ollama={})).document
+    document = compose_manifest(route(ollama={})).document
     ollama = document["services"]["ollama"]
     assert ollama["environment"]["LLMROUTE_OLLAMA_MODELS"] == ""
     assert "deploy" not in ollama
@@ -355,7 +355,7 @@ def test_a_managed_ollama_without_models_or_gpu() -> None:
 
 
 def test_an_external_ollama_is_called_where_it_is() -> None:
-    project = render_compose(route(ollama={"external": {"url": "http://ollama.lan:11434"}}))
+    project = compose_manifest(route(ollama={"external": {"url": "http://ollama.lan:11434"}}))
     assert set(project.document["services"]) == {"litellm"}
     assert "volumes" not in project.document
     assert "depends_on" not in proxy(project)

@@ -1,4 +1,4 @@
-"""The Ollama part of a route's status (handlers/ollama.py): the pure parts, and /api/tags
+"""The Ollama part of a route's status (route/ollama.py): the pure parts, and /api/tags
 read from a fake Ollama on loopback."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmroute.handlers.ollama import (
+from llmroute.api.route import parse_route
+from llmroute.route.ollama import (
     OllamaState,
     fetch_tags,
     keep_claim_templates,
@@ -22,7 +23,6 @@ from llmroute.handlers.ollama import (
     wanted_models,
     with_ollama_condition,
 )
-from llmroute.render.inputs import parse_route
 from localcluster.fakes import FakeOllama
 
 
@@ -355,13 +355,13 @@ def test_external_ollama_status_needs_no_cluster() -> None:
         },
     }
     try:
-        state = observe_ollama(None, route)  # type: ignore[arg-type]
+        state = observe_ollama(None, parse_route(route))  # type: ignore[arg-type]
     finally:
         fake.stop()
     assert state is not None
     assert (state.status, state.reason) == (False, "ModelMissing")
     assert state.models == present(("llama3.2", "True"), ("phi3", "False"))
-    state = observe_ollama(None, route)  # type: ignore[arg-type]
+    state = observe_ollama(None, parse_route(route))  # type: ignore[arg-type]
     assert state is not None
     assert (state.status, state.reason) == (None, "Unreachable")
     assert state.models == present(("llama3.2", "Unknown"), ("phi3", "Unknown"))
@@ -372,4 +372,4 @@ def test_no_ollama_no_state() -> None:
         "metadata": {"name": "gw", "namespace": "ns"},
         "spec": {"models": [{"name": "m", "targets": [{"provider": "openai", "model": "x"}]}]},
     }
-    assert observe_ollama(None, route) is None  # type: ignore[arg-type]
+    assert observe_ollama(None, parse_route(route)) is None  # type: ignore[arg-type]

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from llmroute.api.quota import QuotaEffect
 from llmroute.quota.effects import quota_effects
-from llmroute.render import QuotaEffect, render_route
+from manifests import render_manifest
 
 ROUTE: dict[str, Any] = {
     "apiVersion": "llmroute.dev/v1alpha1",
@@ -84,6 +85,6 @@ def test_states_shape_the_rendered_routing(
     state: str, enforcement: str, targets: list[str]
 ) -> None:
     effects = quota_effects([quota("budget", state=state, enforcement=enforcement)], "gw")
-    config = render_route(ROUTE, quotas=effects).config
+    config = render_manifest(ROUTE, quotas=effects).config
     chain = sorted(config["model_list"], key=lambda d: d["litellm_params"].get("order", 0))
     assert [d["litellm_params"]["model"] for d in chain] == targets

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmroute.quota.periods import PERIODS, format_time, parse_time, period_bounds
+from llmroute.api.periods import PERIODS, format_time, parse_time, period_bounds
 
 UTC = dt.UTC
 

@@ -15,11 +15,11 @@ from llmroute.quota import scrape
 from llmroute.quota.scrape import (
     ProxyReplica,
     fetch_metrics,
-    proxy_selector,
     replica_from_pod,
     replicas_from_pods,
     scrape_replicas,
 )
+from llmroute.render.labels import proxy_pod_selector
 
 METRICS = (Path(__file__).parent / "data" / "litellm_metrics.txt").read_text()
 
@@ -51,7 +51,7 @@ def pod(
 
 
 def test_selector_names_the_routes_proxy_pods() -> None:
-    assert proxy_selector("gw") == "llmroute.dev/route=gw,app.kubernetes.io/component=proxy"
+    assert proxy_pod_selector("gw") == "llmroute.dev/route=gw,app.kubernetes.io/component=proxy"
 
 
 def test_a_running_pod_is_a_replica_to_scrape() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from llmroute.api.quota import QuotaSpec, QuotaSpecError, matched_deployments, stored_route_targets
 from llmroute.quota.counters import Usage
 from llmroute.quota.ledger import ReplicaScrape
-from llmroute.quota.spec import QuotaSpec, QuotaSpecError, matched_deployments
 from llmroute.quota.status import next_status, transition_event
 
 UTC = dt.UTC
@@ -64,7 +64,8 @@ def replica(uid: str = "u1", n: int | None = 0, **more: int) -> ReplicaScrape:
 
 
 def run(obj: dict, *scrapes: ReplicaScrape, now: dt.datetime = NOW, route=ROUTE, errors=None):
-    result = next_status(obj, route=route, scrapes=list(scrapes), now=now, errors=errors)
+    targets = stored_route_targets(route) if route is not None else None
+    result = next_status(obj, targets=targets, scrapes=list(scrapes), now=now, errors=errors)
     json.dumps(result.status)  # the status is JSON as it is
     return result
 
@@ -83,7 +84,7 @@ def condition(status: dict, type_: str) -> dict:
 def test_match_selects_targets_by_provider_model_and_model_name() -> None:
     def ids(**match: str) -> set[str]:
         spec = QuotaSpec.from_quota(quota(match=match))
-        return set(matched_deployments(ROUTE, spec))
+        return set(matched_deployments(stored_route_targets(ROUTE), spec))
 
     assert ids(provider="openai") == {"smart/1", "cheap/0"}
     assert ids(model="gpt-4") == {"smart/1", "smart/2"}

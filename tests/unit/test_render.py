@@ -18,17 +18,15 @@ import pytest
 import yaml
 
 from llmroute import versions
-from llmroute.render import (
-    MASTER_KEY_PLACEHOLDER,
-    QuotaEffect,
-    RenderError,
-    render_route,
-)
+from llmroute.api.quota import QuotaEffect
+from llmroute.api.route import SpecError
+from llmroute.render import MASTER_KEY_PLACEHOLDER
 from llmroute.render import gateway_auth as gateway_auth_module
 from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE
 from llmroute.render.credentials import MASTER_KEY_ENV, secret_env_var
 from llmroute.render.litellm_config import AUTH_MODULE
 from llmroute.render.proxy import AUTH_MODULE_FILE
+from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "route.yaml").is_file())
@@ -50,13 +48,13 @@ def load_case(case: str) -> tuple[dict[str, Any], list[QuotaEffect], dict[str, A
 
 def render_case(case: str):
     route, quotas, options = load_case(case)
-    return render_route(route, quotas=quotas, **options)
+    return render_manifest(route, quotas=quotas, **options)
 
 
 def golden_view(rendered) -> dict[str, Any]:
     """The rendered route as stored in expected.yaml; the auth module's text stands in by name."""
     view = dataclasses.asdict(rendered)
-    view["secret_refs"] = [list(ref) for ref in rendered.secret_refs]
+    view["secret_refs"] = [[ref.name, ref.field] for ref in rendered.secret_refs]
     for obj in view["objects"]:
         if obj["kind"] == "ConfigMap":
             assert obj["data"][AUTH_MODULE_FILE] == gateway_source()
@@ -119,8 +117,8 @@ def test_config_map_carries_the_config_it_hashes(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_render_is_deterministic(case: str) -> None:
     route, quotas, options = load_case(case)
-    first = render_route(copy.deepcopy(route), quotas=quotas, **options)
-    second = render_route(copy.deepcopy(route), quotas=list(quotas), **options)
+    first = render_manifest(copy.deepcopy(route), quotas=quotas, **options)
+    second = render_manifest(copy.deepcopy(route), quotas=list(quotas), **options)
     assert first == second
 
 
@@ -137,7 +135,7 @@ def test_metadata_outside_name_and_namespace_changes_nothing(case: str) -> None:
         managedFields=[{"manager": "kubectl"}],
     )
     noisy["status"] = {"configHash": "0000000000000000", "observedGeneration": 6}
-    assert render_route(noisy, quotas=quotas, **options) == render_route(
+    assert render_manifest(noisy, quotas=quotas, **options) == render_manifest(
         route, quotas=quotas, **options
     )
 
@@ -146,19 +144,19 @@ def test_a_spec_change_changes_the_hash() -> None:
     route, _, _ = load_case("priority-chain")
     changed = copy.deepcopy(route)
     changed["spec"]["models"][0]["targets"][1]["model"] = "gpt-4o"
-    assert render_route(route).config_hash != render_route(changed).config_hash
+    assert render_manifest(route).config_hash != render_manifest(changed).config_hash
 
 
 def test_caller_key_rotation_needs_no_new_hash_but_a_new_caller_does() -> None:
     route, _, _ = load_case("callers-access")
-    base = render_route(route)
+    base = render_manifest(route)
     # A rotated key is a new value in the same Secret: nothing render sees changes.
-    assert render_route(copy.deepcopy(route)).config_hash == base.config_hash
+    assert render_manifest(copy.deepcopy(route)).config_hash == base.config_hash
     more = copy.deepcopy(route)
     more["spec"]["auth"]["callers"].append(
         {"name": "ops", "keySecretRef": {"name": "ops-key", "key": "key"}}
     )
-    assert render_route(more).config_hash != base.config_hash
+    assert render_manifest(more).config_hash != base.config_hash
 
 
 def test_defaults_applied_match_explicit_defaults() -> None:
@@ -189,7 +187,7 @@ def test_defaults_applied_match_explicit_defaults() -> None:
         "workers": 0,
         "logLevel": "WARNING",
     }
-    assert render_route(explicit) == render_route(route)
+    assert render_manifest(explicit) == render_manifest(route)
 
 
 def test_names_shared_with_the_shipped_auth_module() -> None:
@@ -243,7 +241,7 @@ def test_generated_master_key_secret_holds_only_the_placeholder() -> None:
 
 def test_master_key_secret_name_can_be_chosen_by_the_handler() -> None:
     route, _, _ = load_case("priority-chain")
-    rendered = render_route(route, master_key_secret="adopted-key")
+    rendered = render_manifest(route, master_key_secret="adopted-key")
     assert rendered.generated_secret is not None
     assert rendered.generated_secret["metadata"]["name"] == "adopted-key"
     container = objects_by_kind(rendered)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
@@ -290,7 +288,7 @@ def test_workers_follow_cpu_and_memory_limits() -> None:
             changed["spec"]["proxy"]["resources"] = resources
         if workers is not None:
             changed["spec"]["proxy"]["workers"] = workers
-        pod = objects_by_kind(render_route(changed))["Deployment"]["spec"]["template"]["spec"]
+        pod = objects_by_kind(render_manifest(changed))["Deployment"]["spec"]["template"]["spec"]
         return pod["containers"][0]["args"][5:]
 
     assert workers(None) == ["1"]
@@ -317,7 +315,7 @@ def test_rate_limits_are_split_across_processes_without_redis() -> None:
         changed["spec"]["proxy"] = proxy
         if redis:
             changed["spec"]["router"] = {"redis": {"host": "redis"}}
-        params = render_route(changed).config["model_list"][0]["litellm_params"]
+        params = render_manifest(changed).config["model_list"][0]["litellm_params"]
         return params["rpm"], params["tpm"]
 
     assert limits({}) == (100, 1000)
@@ -330,12 +328,12 @@ def test_rate_limits_are_split_across_processes_without_redis() -> None:
 
 def test_ollama_targets_use_the_managed_service_or_the_external_url() -> None:
     route, _, _ = load_case("priority-chain")
-    managed = render_route(route).config["model_list"][-1]["litellm_params"]
+    managed = render_manifest(route).config["model_list"][-1]["litellm_params"]
     assert managed["model"] == "ollama_chat/llama3.2"
     assert managed["api_base"] == "http://gateway-ollama.team-a.svc:11434"
     external = copy.deepcopy(route)
     external["spec"]["ollama"] = {"external": {"url": "http://ollama.lan:11434"}}
-    params = render_route(external).config["model_list"][-1]["litellm_params"]
+    params = render_manifest(external).config["model_list"][-1]["litellm_params"]
     assert params["api_base"] == "http://ollama.lan:11434"
 
 
@@ -367,7 +365,7 @@ def test_quota_shadow_mode_changes_nothing() -> None:
         QuotaEffect(provider="anthropic", state="SoftLimited", enforcement="shadow"),
         QuotaEffect(provider="openai", rpm=1, enforcement="shadow"),
     ]
-    assert render_route(route, quotas=shadow) == render_route(route)
+    assert render_manifest(route, quotas=shadow) == render_manifest(route)
 
 
 def test_quota_effects_in_detail() -> None:
@@ -406,7 +404,9 @@ def test_quota_effects_in_detail() -> None:
 
 def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
     route, _, _ = load_case("cost-pricing")
-    rendered = render_route(route, quotas=[QuotaEffect(model="gpt-4o-mini", state="SoftLimited")])
+    rendered = render_manifest(
+        route, quotas=[QuotaEffect(model="gpt-4o-mini", state="SoftLimited")]
+    )
     cheap = [d for d in rendered.config["model_list"] if d["model_name"] == "cheap"]
     assert [(d["model_info"]["id"], d["litellm_params"].get("order")) for d in cheap] == [
         ("cheap/0", 1),
@@ -417,7 +417,7 @@ def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
 
 def test_a_model_without_any_budget_left_rejects() -> None:
     route, _, _ = load_case("priority-chain")
-    rendered = render_route(route, quotas=[QuotaEffect(state="Exhausted")])
+    rendered = render_manifest(route, quotas=[QuotaEffect(state="Exhausted")])
     assert rendered.config["model_list"] == []
     assert set(rendered.rejected_models) == {"smart", "local"}
     assert "no fallback model has a target left" in rendered.rejected_models["smart"]
@@ -446,7 +446,7 @@ BROKEN = [
     ),
     (
         lambda s: s["models"][0]["targets"][0].update(credentialsSecretRef={"name": "x"}),
-        "spec.models[0].targets[0]",
+        "spec.models[0].targets[0].credentialsSecretRef",
     ),
     (
         lambda s: s["models"][1]["targets"][0].update(credentialsSecretRef={"name": "x"}),
@@ -491,18 +491,18 @@ BROKEN = [
 def test_render_names_the_field_it_cannot_render(breakage, field: str) -> None:
     route, _, _ = load_case("priority-chain")
     breakage(route["spec"])
-    with pytest.raises(RenderError) as error:
-        render_route(route)
+    with pytest.raises(SpecError) as error:
+        render_manifest(route)
     assert error.value.field == field
 
 
 def test_context_window_only_fallbacks() -> None:
     route, _, _ = load_case("priority-chain")
     route["spec"]["router"] = {"fallbackOn": ["contextWindow"]}
-    settings = render_route(route).config["router_settings"]
+    settings = render_manifest(route).config["router_settings"]
     assert "fallbacks" not in settings
     assert settings["context_window_fallbacks"] == [{"smart": ["local"]}]
     route["spec"]["router"] = {"fallbackOn": []}
-    settings = render_route(route).config["router_settings"]
+    settings = render_manifest(route).config["router_settings"]
     assert "fallbacks" not in settings
     assert "context_window_fallbacks" not in settings

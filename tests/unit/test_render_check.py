@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llmroute.render import QuotaEffect, check, check_litellm_config, render_route
+from llmroute.api.quota import QuotaEffect
+from llmroute.render import check, check_litellm_config
+from manifests import render_manifest
 
 # litellm's own types trip pydantic's ReadOnly warnings when its router first loads them.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly:UserWarning")
@@ -29,7 +31,7 @@ def rendered_config(case: str, quotas: list[QuotaEffect] | None = None) -> dict[
             QuotaEffect.from_quota(q)
             for q in yaml.safe_load((directory / "quotas.yaml").read_text())
         ]
-    return render_route(route, quotas=quotas or []).config
+    return render_manifest(route, quotas=quotas or []).config
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -161,7 +163,7 @@ def answers(
     route = yaml.safe_load(ROUTE)
     if fallback_on is not None:
         route["spec"]["router"]["fallbackOn"] = fallback_on
-    config = check._without_secrets(render_route(route, quotas=quotas or []).config)
+    config = check._without_secrets(render_manifest(route, quotas=quotas or []).config)
     for deployment in config["model_list"]:
         deployment_id = deployment["model_info"]["id"]
         deployment["litellm_params"]["mock_response"] = FAILURES.get(

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llmroute.render import gateway_auth, render_route
+from llmroute.render import gateway_auth
 from llmroute.render.gateway_auth import GatewayAuth, GatewayAuthError, request_tags
+from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 MASTER = "sk-master-0123456789"
@@ -35,7 +36,7 @@ def write_atomically(path: Path, text: str) -> None:
 def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The rendered policy of golden/callers-access, with keys in a temporary keys directory."""
     route = yaml.safe_load((GOLDEN / "callers-access" / "route.yaml").read_text())
-    rendered = render_route(route)
+    rendered = render_manifest(route)
     config_map = next(o for o in rendered.objects if o["kind"] == "ConfigMap")
     policy_file = tmp_path / "llmroute_auth.json"
     policy_file.write_text(config_map["data"]["llmroute_auth.json"])

@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from llmroute import versions
-from llmroute.api.spec import schema_default
-from llmroute.render import RenderError, render_route
+from llmroute.api.route import SpecError
+from llmroute.api.schema import schema_default
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.ollama import MODELS_DIR, READY_FILE, pull_script
+from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 LABELS = {
@@ -52,7 +53,7 @@ def route(ollama: dict[str, Any] | None = None, **target: Any) -> dict[str, Any]
 
 
 def ollama_objects(obj: dict[str, Any], **options: Any) -> dict[str, dict[str, Any]]:
-    rendered = render_route(obj, **options)
+    rendered = render_manifest(obj, **options)
     return {
         o["kind"]: o
         for o in rendered.objects
@@ -74,7 +75,7 @@ def env(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def test_managed_ollama_objects_in_apply_order() -> None:
-    rendered = render_route(route({"models": ["llama3.2"]}))
+    rendered = render_manifest(route({"models": ["llama3.2"]}))
     kinds = [(o["kind"], o["metadata"]["name"]) for o in rendered.objects]
     assert kinds[-3:] == [
         ("NetworkPolicy", "gw-ollama"),
@@ -95,14 +96,14 @@ def test_no_managed_ollama_without_spec_or_with_external(ollama: dict | None) ->
 
 
 def test_external_url_is_where_targets_point() -> None:
-    rendered = render_route(route({"external": {"url": "http://ollama.lan:11434/"}}))
+    rendered = render_manifest(route({"external": {"url": "http://ollama.lan:11434/"}}))
     (deployment,) = rendered.config["model_list"]
     assert deployment["litellm_params"]["api_base"] == "http://ollama.lan:11434"
 
 
 def test_targets_without_api_base_point_at_the_headless_service() -> None:
     obj = route({"models": ["llama3.2"]})
-    rendered = render_route(obj)
+    rendered = render_manifest(obj)
     (deployment,) = rendered.config["model_list"]
     assert deployment["litellm_params"]["api_base"] == managed_ollama_url("gw", "apps")
     service = ollama_objects(obj)["Service"]
@@ -126,8 +127,8 @@ def test_targets_without_api_base_point_at_the_headless_service() -> None:
     ],
 )
 def test_what_render_refuses(ollama: dict, message: str) -> None:
-    with pytest.raises(RenderError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        render_route(route(ollama))
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        render_manifest(route(ollama))
 
 
 def test_defaults_come_from_the_crd() -> None:
@@ -156,7 +157,7 @@ def test_explicit_defaults_render_the_same() -> None:
             "numParallel": 1,
         }
     )
-    assert render_route(explicit) == render_route(route({"models": ["llama3.2"]}))
+    assert render_manifest(explicit) == render_manifest(route({"models": ["llama3.2"]}))
 
 
 def test_storage_class_empty_means_no_class() -> None:
@@ -278,7 +279,7 @@ def test_changing_the_models_changes_only_the_pod_template() -> None:
     before = route({"models": ["llama3.2"]})
     after = copy.deepcopy(before)
     after["spec"]["ollama"]["models"] = ["llama3.2", "qwen2.5:7b"]
-    old, new = render_route(before), render_route(after)
+    old, new = render_manifest(before), render_manifest(after)
     # The proxy does not restart for it.
     assert old.config_hash == new.config_hash
     changed = [
@@ -300,5 +301,5 @@ def test_changing_the_models_changes_only_the_pod_template() -> None:
 )
 def test_golden_cases_with_spec_ollama(case: str, managed: bool) -> None:
     obj = yaml.safe_load((GOLDEN / case / "route.yaml").read_text())
-    kinds = {o["kind"] for o in render_route(obj).objects}
+    kinds = {o["kind"] for o in render_manifest(obj).objects}
     assert ("StatefulSet" in kinds) is managed

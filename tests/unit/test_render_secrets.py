@@ -11,9 +11,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmroute.render import MASTER_KEY_PLACEHOLDER, QuotaEffect, render_route
-from llmroute.render.credentials import MULTI_VALUE_CREDENTIALS
+from llmroute.api.quota import QuotaEffect
+from llmroute.api.route import MULTI_VALUE_CREDENTIALS
+from llmroute.render import MASTER_KEY_PLACEHOLDER
 from llmroute.render.litellm_config import NO_KEY
+from manifests import render_manifest
 
 DNS = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=12).map(
     lambda s: f"s{s}"
@@ -46,7 +48,7 @@ def target(draw) -> dict[str, Any]:
 
 
 def _providers() -> set[str]:
-    from llmroute.render.inputs import PROVIDERS
+    from llmroute.api.route import PROVIDERS
 
     return set(PROVIDERS)
 
@@ -126,7 +128,7 @@ def test_no_secret_value_reaches_any_rendered_object(route: dict[str, Any], data
     # The cluster's Secrets, with values the renderer never gets to see.
     secrets = {pair: data.draw(SECRET_VALUE) for pair in sorted(secret_pairs(route))}
     quotas = [QuotaEffect(provider="openai", state="SoftLimited")]
-    rendered = render_route(route, quotas=quotas)
+    rendered = render_manifest(route, quotas=quotas)
     everything = json.dumps(dataclasses.asdict(rendered))
     for value in secrets.values():
         assert value not in everything
@@ -136,7 +138,7 @@ def test_no_secret_value_reaches_any_rendered_object(route: dict[str, Any], data
 @settings(max_examples=60, deadline=None)
 @given(route=route())
 def test_credentials_are_environment_references_fed_by_secret_key_refs(route) -> None:
-    rendered = render_route(route)
+    rendered = render_manifest(route)
     deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     from_secrets = {

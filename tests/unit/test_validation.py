@@ -14,7 +14,7 @@ import yaml
 
 from llmroute.api import API_VERSION
 from llmroute.api.crds import crd_for, kinds, load_crds, schema_for
-from llmroute.api.spec import apply_defaults, apply_object_defaults, schema_default
+from llmroute.api.schema import apply_defaults, apply_object_defaults, schema_default
 from llmroute.api.validation import MIRRORED_RULES, ValidationError, validate
 from manifests import DELETE, QUOTA, ROUTE, changed
 
@@ -530,7 +530,7 @@ def test_status_declares_every_field_the_operator_writes() -> None:
 
 def test_jsonschema_is_imported_only_when_validating() -> None:
     code = (
-        "import sys, llmroute.api.validation as v, llmroute.api.spec;"
+        "import sys, llmroute.api.validation as v, llmroute.api.schema;"
         "print('jsonschema' in sys.modules);"
         "v.validate({'kind': 'ModelQuota', 'apiVersion': 'llmroute.dev/v1alpha1'});"
         "print('jsonschema' in sys.modules)"

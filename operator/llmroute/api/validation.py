@@ -13,13 +13,13 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from llmroute.api import API_VERSION
 from llmroute.api.crds import kinds, schema_for
-from llmroute.api.spec import default_value
+from llmroute.api.schema import default_value
 
 
 @dataclass(frozen=True, order=True)
@@ -294,28 +294,24 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
                 "a peer needs podSelector, namespaceSelector or both",
             )
     autoscaling = _mapping(_mapping(spec.get("proxy")).get("autoscaling"))
-    low, high = autoscaling.get("minReplicas"), autoscaling.get("maxReplicas")
-    if isinstance(low, int) and isinstance(high, int) and low > high:
-        yield ValidationError(
-            "spec.proxy.autoscaling.minReplicas",
-            f"must not exceed maxReplicas ({low} > {high})",
-        )
+    yield from replica_bound_errors(autoscaling.get("minReplicas"), autoscaling.get("maxReplicas"))
     ollama = spec.get("ollama")
-    if isinstance(ollama, dict) and "external" in ollama:
-        managed = [field for field in ("models", "storage", "gpu") if field in ollama]
-        if managed:
-            yield ValidationError(
-                "spec.ollama.external",
-                "external names an Ollama the operator does not manage: "
-                f"{', '.join(managed)} cannot be set with it",
-            )
+    if isinstance(ollama, dict):
+        yield from external_ollama_errors(ollama)
 
 
-def _model_rules(
-    model: dict[str, Any], path: str, model_names: set[Any]
+# The cross-field rules that llmroute.api.route applies while it parses a route, written once
+# here. They take plain values, so they judge a raw manifest and a parsed route alike.
+
+
+def fallback_errors(
+    path: str, name: Any, fallbacks: Iterable[Any], model_names: Container[Any]
 ) -> Iterator[ValidationError]:
-    for index, fallback in _strings(model.get("fallbacks")):
-        if fallback == model.get("name"):
+    """A model's fallbacks name other models of the route (``path``: the model's field)."""
+    for index, fallback in enumerate(fallbacks):
+        if not isinstance(fallback, str):
+            continue
+        if fallback == name:
             yield ValidationError(
                 f"{path}.fallbacks[{index}]",
                 f"names the model itself ({_quote(fallback)}): a model cannot fall back to itself",
@@ -324,17 +320,77 @@ def _model_rules(
             yield ValidationError(
                 f"{path}.fallbacks[{index}]", f"names no model of this route ({_quote(fallback)})"
             )
+
+
+def credential_errors(
+    path: str, has_api_key: bool, has_credentials: bool
+) -> Iterator[ValidationError]:
+    """A target's credential comes from one Secret reference (``path``: the target's field)."""
+    if has_api_key and has_credentials:
+        yield ValidationError(
+            f"{path}.credentialsSecretRef",
+            "set at most one of apiKeySecretRef and credentialsSecretRef",
+        )
+
+
+def endpoint_errors(path: str, provider: Any, has_api_base: bool) -> Iterator[ValidationError]:
+    """Providers without a well-known endpoint need apiBase (``path``: the target's field)."""
+    if provider in ENDPOINT_PROVIDERS and not has_api_base:
+        yield ValidationError(
+            f"{path}.apiBase",
+            f"Required value: provider {provider} needs apiBase (the endpoint to call)",
+        )
+
+
+def caller_model_errors(
+    path: str, models: Iterable[Any], model_names: Container[Any]
+) -> Iterator[ValidationError]:
+    """A caller's allowed models are models of the route (``path``: the caller's field)."""
+    for position, model in enumerate(models):
+        if isinstance(model, str) and model not in model_names:
+            yield ValidationError(
+                f"{path}.models[{position}]", f"names no model of this route ({_quote(model)})"
+            )
+
+
+def replica_bound_errors(low: Any, high: Any) -> Iterator[ValidationError]:
+    """spec.proxy.autoscaling: minReplicas does not exceed maxReplicas."""
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        yield ValidationError(
+            "spec.proxy.autoscaling.minReplicas",
+            f"must not exceed maxReplicas ({low} > {high})",
+        )
+
+
+def external_ollama_errors(ollama: Mapping[str, Any]) -> Iterator[ValidationError]:
+    """spec.ollama.external excludes the fields of a managed Ollama."""
+    if "external" not in ollama:
+        return
+    managed = [field for field in ("models", "storage", "gpu") if field in ollama]
+    if managed:
+        yield ValidationError(
+            "spec.ollama.external",
+            "external names an Ollama the operator does not manage: "
+            f"{', '.join(managed)} cannot be set with it",
+        )
+
+
+def _model_rules(
+    model: dict[str, Any], path: str, model_names: set[Any]
+) -> Iterator[ValidationError]:
+    fallbacks = model.get("fallbacks")
+    yield from fallback_errors(
+        path, model.get("name"), fallbacks if isinstance(fallbacks, list) else (), model_names
+    )
     for index, target in _dicts(model.get("targets")):
         yield from _target_rules(target, f"{path}.targets[{index}]")
 
 
 def _target_rules(target: dict[str, Any], path: str) -> Iterator[ValidationError]:
     provider = target.get("provider")
-    if "apiKeySecretRef" in target and "credentialsSecretRef" in target:
-        yield ValidationError(
-            f"{path}.credentialsSecretRef",
-            "set at most one of apiKeySecretRef and credentialsSecretRef",
-        )
+    yield from credential_errors(
+        path, "apiKeySecretRef" in target, "credentialsSecretRef" in target
+    )
     if provider in KEYED_PROVIDERS and not (
         "apiKeySecretRef" in target or "credentialsSecretRef" in target
     ):
@@ -343,11 +399,7 @@ def _target_rules(target: dict[str, Any], path: str) -> Iterator[ValidationError
             f"Required value: provider {provider} needs a credential: "
             "set apiKeySecretRef or credentialsSecretRef",
         )
-    if provider in ENDPOINT_PROVIDERS and "apiBase" not in target:
-        yield ValidationError(
-            f"{path}.apiBase",
-            f"Required value: provider {provider} needs apiBase (the endpoint to call)",
-        )
+    yield from endpoint_errors(path, provider, "apiBase" in target)
     model = target.get("model")
     if isinstance(provider, str) and isinstance(model, str) and model.startswith(f"{provider}/"):
         yield ValidationError(
@@ -361,11 +413,10 @@ def _caller_rules(spec: dict[str, Any], model_names: set[Any]) -> Iterator[Valid
     tasks = {task for _, task in _strings(spec.get("tasks"))}
     for index, caller in _dicts(_mapping(spec.get("auth")).get("callers")):
         path = f"spec.auth.callers[{index}]"
-        for position, model in _strings(caller.get("models")):
-            if model not in model_names:
-                yield ValidationError(
-                    f"{path}.models[{position}]", f"names no model of this route ({_quote(model)})"
-                )
+        models = caller.get("models")
+        yield from caller_model_errors(
+            path, models if isinstance(models, list) else (), model_names
+        )
         for position, tag in _strings(caller.get("tags")):
             if tag not in tasks:
                 yield ValidationError(

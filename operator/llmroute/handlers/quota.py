@@ -16,10 +16,10 @@ from typing import Any, Final
 
 import kopf
 
-from ..api import GROUP, QUOTA_PLURAL, VERSION
-from ..quota.sync import SyncOutcome, sync_quota
-from . import route as route_handlers
-from . import state
+from llmroute import state
+from llmroute.api import GROUP, QUOTA_PLURAL, VERSION
+from llmroute.quota.sync import SyncOutcome, sync_quota
+from llmroute.route.reconcile import reconcile_by_name
 
 SYNC_INTERVAL_ENV: Final = "LLMROUTE_QUOTA_SYNC_SECONDS"
 DEFAULT_SYNC_INTERVAL_SECONDS: Final = 15.0
@@ -126,4 +126,4 @@ def rerender_route(
     namespace: str, route_name: str, optional_children: kopf.Index, logger: logging.Logger
 ) -> None:
     """Reconcile an LLMRoute now, so its config reflects the current quota states."""
-    route_handlers.reconcile_by_name(namespace, route_name, optional_children, logger)
+    reconcile_by_name(namespace, route_name, optional_children, logger)

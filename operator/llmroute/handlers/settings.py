@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from ..api import GROUP
+from llmroute.api import GROUP
 
 
 @kopf.on.startup()

@@ -1,11 +1,10 @@
-"""Where money is counted: budget periods, the spend ledger, scraping the proxies, usage.
+"""Where money is counted: the spend ledger, scraping the proxies, usage, the quota's status.
 
-Pure parts (periods, counters, spec, ledger, status, the row builder of usage) take plain
-values and return frozen dataclasses or JSON-ready dicts; scrape, sync, effects and
-usage.gather_usage talk to the cluster.
+Pure parts (counters, ledger, status, the row builder of usage) take typed values and return
+frozen dataclasses or JSON-ready dicts; scrape, sync, effects and usage.gather_usage talk to
+the cluster. The typed ModelQuota and the budget periods are in llmroute.api.
 """
 
 from llmroute.quota.effects import quota_effects, quota_effects_for_route
-from llmroute.quota.periods import PERIODS, period_bounds
 
-__all__ = ["PERIODS", "period_bounds", "quota_effects", "quota_effects_for_route"]
+__all__ = ["quota_effects", "quota_effects_for_route"]

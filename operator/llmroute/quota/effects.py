@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes import client
 
 from llmroute.api import GROUP, QUOTA_PLURAL, VERSION
-from llmroute.render.quota_effects import QuotaEffect
+from llmroute.api.quota import QuotaEffect
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from llmroute.api.periods import format_time, parse_time, period_bounds
 from llmroute.quota.counters import Usage
-from llmroute.quota.periods import format_time, parse_time, period_bounds
 
 STATES: Final = ("Ok", "SoftLimited", "Exhausted")
 # Decimal places kept for spentUSD in the status: far below a cent, and no float noise.

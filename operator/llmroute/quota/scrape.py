@@ -23,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.metrics_core import Metric
 
+from llmroute.api.periods import parse_time
 from llmroute.quota.counters import (
     counter_samples,
     parse_metrics,
@@ -30,23 +31,16 @@ from llmroute.quota.counters import (
     usage_by_deployment,
 )
 from llmroute.quota.ledger import ReplicaScrape
-from llmroute.quota.periods import parse_time
+from llmroute.render.labels import proxy_pod_selector
+from llmroute.render.names import PROXY_PORT
+from llmroute.render.proxy import PROXY_CONTAINER
 
-ROUTE_LABEL: Final = "llmroute.dev/route"
-COMPONENT_LABEL: Final = "app.kubernetes.io/component"
-PROXY_COMPONENT: Final = "proxy"
-PROXY_CONTAINER: Final = "litellm"
-PROXY_PORT: Final = 4000
 # LiteLLM serves the exposition at /metrics/ (and redirects /metrics there).
 METRICS_PATH: Final = "/metrics/"
 SCRAPE_TIMEOUT_SECONDS: Final = 3.0
 MAX_PARALLEL_SCRAPES: Final = 8
 # An exposition larger than this is not LiteLLM's: refuse it rather than hold it in memory.
 MAX_METRICS_BYTES: Final = 32 * 1024 * 1024
-
-
-def proxy_selector(route_name: str) -> str:
-    return f"{ROUTE_LABEL}={route_name},{COMPONENT_LABEL}={PROXY_COMPONENT}"
 
 
 @dataclass(frozen=True)
@@ -140,7 +134,7 @@ def list_proxy_replicas(
 ) -> list[ProxyReplica]:
     """The proxy replicas of a route that exist now."""
     response = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=proxy_selector(route_name), _preload_content=False
+        namespace, label_selector=proxy_pod_selector(route_name), _preload_content=False
     )
     return replicas_from_pods(json.loads(response.data).get("items") or [])
 

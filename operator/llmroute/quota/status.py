@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llmroute.api.periods import format_time
+from llmroute.api.quota import QuotaSpec, QuotaSpecError, RouteTarget, matched_deployments
+from llmroute.conditions import set_condition
 from llmroute.quota.ledger import (
     Ledger,
     ReplicaScrape,
@@ -19,8 +22,6 @@ from llmroute.quota.ledger import (
     budget_state,
     percent_used,
 )
-from llmroute.quota.periods import format_time
-from llmroute.quota.spec import QuotaSpec, QuotaSpecError, matched_deployments
 
 CONDITION_ORDER: Final = ("Ready", "Synced")
 
@@ -53,23 +54,9 @@ def _set_condition(
     generation: int | None,
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
-    value = "True" if status else "False"
-    previous = next((c for c in conditions if c.get("type") == type_), None)
-    unchanged = previous is not None and previous.get("status") == value
-    condition: dict[str, Any] = {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": (
-            previous.get("lastTransitionTime") if unchanged and previous else format_time(now)
-        ),
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    others = [c for c in conditions if c.get("type") != type_]
-    rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
-    return sorted([*others, condition], key=lambda c: rank.get(c.get("type", ""), len(rank)))
+    return set_condition(
+        conditions, type_, status, reason, message, generation, now=now, order=CONDITION_ORDER
+    )
 
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,14 +112,14 @@ def _scrape_summary(
 def next_status(
     quota: Mapping[str, Any],
     *,
-    route: Mapping[str, Any] | None,
+    targets: Sequence[RouteTarget] | None,
     scrapes: Sequence[ReplicaScrape],
     now: dt.datetime,
     errors: Mapping[str, str] | None = None,
 ) -> SyncResult:
     """The status after one sync of `quota` at `now`.
 
-    route: the LLMRoute the quota references, None when it does not exist.
+    targets: the targets of the LLMRoute the quota references, None when it does not exist.
     scrapes: every proxy replica of the route (answered or not).
     errors: why a replica did not answer, by pod UID (for the Synced condition).
     """
@@ -157,15 +144,15 @@ def next_status(
             rerender_route=False,
         )
 
-    if route is None:
+    if targets is None:
         scrapes = ()
         matched: frozenset[str] = frozenset()
     else:
-        matched = matched_deployments(route, spec)
+        matched = matched_deployments(targets, spec)
     ledger = advance(Ledger.from_status(old), scrapes, matched, period=spec.period, now=now)
     state = budget_state(ledger.total.spend_usd, spec.limit_usd, spec.soft_limit_percent)
 
-    if route is None:
+    if targets is None:
         message = f"LLMRoute {spec.route!r} not found in this namespace"
         conditions = _set_condition(
             conditions, "Ready", False, "RouteNotFound", message, generation, now

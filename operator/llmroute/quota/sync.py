@@ -16,8 +16,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
+from llmroute.api.quota import QuotaSpec, QuotaSpecError, stored_route_targets
 from llmroute.quota.scrape import Fetch, scrape_route
-from llmroute.quota.spec import QuotaSpec, QuotaSpecError
 from llmroute.quota.status import SyncResult, next_status
 
 
@@ -79,7 +79,7 @@ def sync_quota(
     metrics = scrape_route(api, namespace, route_name, fetch) if route is not None else []
     result = next_status(
         quota,
-        route=route,
+        targets=stored_route_targets(route) if route is not None else None,
         scrapes=[m.to_scrape() for m in metrics],
         now=now or dt.datetime.now(dt.UTC),
         errors={m.replica.uid: m.error for m in metrics if m.error},

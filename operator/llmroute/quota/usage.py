@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.api.route import deployment_id
 from llmroute.quota.counters import (
     CALLER_LABEL,
     MODEL_ID_LABEL,
@@ -31,7 +32,6 @@ from llmroute.quota.counters import (
     counter_samples,
 )
 from llmroute.quota.scrape import Fetch, ReplicaMetrics, scrape_route
-from llmroute.render.litellm_config import deployment_id
 
 TABLE_COLUMNS: Final = (
     "NAMESPACE",

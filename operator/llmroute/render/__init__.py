@@ -1,7 +1,9 @@
-"""Render: an LLMRoute (plus the states of its quotas) in, LiteLLM config and manifests out.
+"""Render: a typed LLMRoute (plus the effects of its quotas) in, LiteLLM config and manifests out.
 
 Pure functions: no I/O, no Kubernetes client, no secret values; the same input always gives the
-same output. The handlers fetch inputs, call render_route, and apply what it returns.
+same output. They take the typed objects of llmroute.api (parsed once, where a route enters),
+never raw dicts. The route's reconcile fetches inputs, calls render_route, and applies what it
+returns.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 import yaml
 
+from llmroute.api.quota import QuotaEffect
+from llmroute.api.route import Route, SecretReference
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
-from llmroute.render.inputs import RenderError, Route, parse_route
-from llmroute.render.litellm_config import deployment_id, render_litellm_config
+from llmroute.render.litellm_config import render_litellm_config
 from llmroute.render.names import endpoint, master_key_secret_name
 from llmroute.render.ollama import render_ollama_objects
 from llmroute.render.proxy import (
@@ -34,16 +37,13 @@ from llmroute.render.proxy import (
     render_pod_disruption_budget,
     render_service,
 )
-from llmroute.render.quota_effects import QuotaEffect, plan_routing
+from llmroute.render.quota_effects import plan_routing
 
 __all__ = [
     "MASTER_KEY_PLACEHOLDER",
-    "QuotaEffect",
-    "RenderError",
     "RenderedRoute",
     "check_litellm_config",
     "config_hash",
-    "deployment_id",
     "render_route",
     "warm_up_config_check",
 ]
@@ -55,7 +55,7 @@ class RenderedRoute:
     config_hash: str  # sha256 prefix (16 hex) of everything the proxy reads from the ConfigMap
     objects: list[dict[str, Any]]  # child manifests in apply order, without ownerReferences
     generated_secret: dict[str, Any] | None  # master-key Secret to create once, or None
-    secret_refs: list[tuple[str, str]]  # (Secret name, spec field that references it)
+    secret_refs: tuple[SecretReference, ...]  # every Secret the route reads, with its field
     models: list[str]  # model names clients may send, in spec order
     endpoint: str = ""  # http://<route>.<ns>.svc:4000
     # Models that answer 429 because of their quotas: name -> the message clients get.
@@ -90,26 +90,8 @@ def config_hash(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _secret_refs(route: Route) -> list[tuple[str, str]]:
-    refs: list[tuple[str, str]] = []
-    if route.master_key_ref is not None:
-        refs.append((route.master_key_ref.name, "spec.auth.masterKeySecretRef"))
-    for model in route.models:
-        for target in model.targets:
-            if target.api_key_ref is not None:
-                refs.append((target.api_key_ref.name, f"{target.path}.apiKeySecretRef"))
-            if target.credentials_secret is not None:
-                refs.append((target.credentials_secret, f"{target.path}.credentialsSecretRef"))
-    redis = route.router.redis
-    if redis is not None and redis.password_ref is not None:
-        refs.append((redis.password_ref.name, "spec.router.redis.passwordSecretRef"))
-    for caller in route.callers:
-        refs.append((caller.key_ref.name, f"{caller.path}.keySecretRef"))
-    return refs
-
-
 def render_route(
-    route: Mapping[str, Any],
+    route: Route,
     *,
     quotas: Sequence[QuotaEffect] = (),
     master_key_secret: str | None = None,
@@ -117,15 +99,14 @@ def render_route(
 ) -> RenderedRoute:
     """Everything a route needs in the cluster.
 
-    route: the LLMRoute object as a dict (apiVersion/kind/metadata/spec), defaults possibly absent.
+    route: the parsed LLMRoute (llmroute.api.route.parse_route).
     quotas: the effects of the ModelQuotas that reference the route.
     master_key_secret: the Secret holding the generated master key (key "masterKey"), when the
         route references none; defaults to "<route>-master-key".
     operator_namespace: where the operator runs; its pods may scrape the proxies' /metrics.
         Unset, operator pods of any namespace may.
-    Raises RenderError (a ValueError naming the spec field) for a route that cannot work.
     """
-    parsed = parse_route(route)
+    parsed = route
     plan = plan_routing(parsed, quotas)
     envs = SecretEnvs()
     config = render_litellm_config(parsed, plan, envs)
@@ -171,7 +152,7 @@ def render_route(
             if parsed.master_key_ref is None
             else None
         ),
-        secret_refs=_secret_refs(parsed),
+        secret_refs=parsed.secret_references(),
         models=[m.name for m in parsed.models],
         endpoint=endpoint(parsed.name, parsed.namespace),
         rejected_models=dict(plan.rejected),

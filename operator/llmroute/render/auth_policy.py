@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from llmroute.render.inputs import Route, SecretKeyRef
+from llmroute.api.route import Route, SecretKeyRef
 from llmroute.render.names import dns_label
 from llmroute.render.quota_effects import RoutingPlan
 

@@ -13,12 +13,13 @@ holds. Whatever a container reads from files goes inline into the Compose file (
 `configs` with `content`, `secrets` with `environment`), so one file is enough; Docker
 Compose 2.23.1 or newer reads it.
 
-Pure: a route (and its quota effects) in, a dict out.
+Pure: a typed route (and its quota effects) in, a dict out.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -27,9 +28,10 @@ from typing import Any, Final
 
 import yaml
 
-from llmroute.render import QuotaEffect, render_route
+from llmroute.api.quota import QuotaEffect
+from llmroute.api.route import Route, SecretKeyRef
+from llmroute.render import render_route
 from llmroute.render.credentials import MASTER_KEY_ENV
-from llmroute.render.inputs import Route, SecretKeyRef, parse_route
 from llmroute.render.names import OLLAMA_PORT, PROXY_PORT, managed_ollama_url
 from llmroute.render.proxy import CONFIG_FILE, master_key_ref
 
@@ -80,16 +82,10 @@ class ComposeProject:
     variables: list[ComposeVariable]  # what to export before `docker compose up`, by name
 
 
-def render_compose(
-    route: Mapping[str, Any], *, quotas: Sequence[QuotaEffect] = ()
-) -> ComposeProject:
-    """The Compose project that runs `route` on one machine.
-
-    Raises RenderError (naming the spec field) for a route that cannot work, as render_route.
-    """
-    route = _one_replica(route)
-    rendered = render_route(route, quotas=quotas)
-    parsed = parse_route(route)
+def render_compose(route: Route, *, quotas: Sequence[QuotaEffect] = ()) -> ComposeProject:
+    """The Compose project that runs `route` (parsed by llmroute.api.route) on one machine."""
+    parsed = _one_replica(route)
+    rendered = render_route(parsed, quotas=quotas)
     deployment = _only(rendered.objects, "Deployment")
     config_map = _only(rendered.objects, "ConfigMap", name=_config_map_name(deployment))
     statefulsets = [o for o in rendered.objects if o["kind"] == "StatefulSet"]
@@ -126,23 +122,17 @@ def render_compose(
     return ComposeProject(document=document, variables=variables)
 
 
-def _one_replica(route: Mapping[str, Any]) -> dict[str, Any]:
+def _one_replica(route: Route) -> Route:
     """The route with one proxy replica and no autoscaling: Compose runs one proxy.
 
     The rendered rpm/tpm limits are shares of a cluster-wide limit, one per LiteLLM process;
     with one replica the processes are just its workers.
     """
-    route = copy.deepcopy(dict(route))
-    spec = route.setdefault("spec", {})
-    if not isinstance(spec, dict):
-        return route
-    proxy = spec.get("proxy")
-    proxy = dict(proxy) if isinstance(proxy, Mapping) else {}
-    proxy["replicas"] = 1
-    if isinstance(proxy.get("autoscaling"), Mapping):
-        proxy["autoscaling"] = {**proxy["autoscaling"], "enabled": False}
-    spec["proxy"] = proxy
-    return route
+    proxy = route.proxy
+    autoscaling = dataclasses.replace(proxy.autoscaling, enabled=False)
+    return dataclasses.replace(
+        route, proxy=dataclasses.replace(proxy, replicas=1, autoscaling=autoscaling)
+    )
 
 
 def _config_map_name(deployment: Mapping[str, Any]) -> str:

@@ -15,39 +15,6 @@ from typing import Final
 MASTER_KEY_ENV: Final = "LLMROUTE_MASTER_KEY"
 
 
-@dataclass(frozen=True)
-class CredentialKey:
-    """One value of a multi-value credential Secret (credentialsSecretRef)."""
-
-    param: str  # the litellm_params key the value feeds
-    secret_key: str  # the key inside the Secret
-    required: bool
-
-
-# The Secret keys are the environment variable names the providers' own tooling uses, so an
-# existing Secret (e.g. made with `kubectl create secret generic --from-env-file`) fits as is.
-MULTI_VALUE_CREDENTIALS: Final[dict[str, tuple[CredentialKey, ...]]] = {
-    "bedrock": (
-        CredentialKey("aws_access_key_id", "AWS_ACCESS_KEY_ID", True),
-        CredentialKey("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", True),
-        CredentialKey("aws_session_token", "AWS_SESSION_TOKEN", False),
-        CredentialKey("aws_region_name", "AWS_REGION_NAME", False),
-    ),
-    "vertex_ai": (
-        # the service account's JSON key file, as text
-        CredentialKey("vertex_credentials", "VERTEXAI_CREDENTIALS", True),
-        CredentialKey("vertex_project", "VERTEXAI_PROJECT", False),
-        CredentialKey("vertex_location", "VERTEXAI_LOCATION", False),
-    ),
-    "azure": (
-        # an Entra ID service principal; a plain API key goes through apiKeySecretRef
-        CredentialKey("tenant_id", "AZURE_TENANT_ID", True),
-        CredentialKey("client_id", "AZURE_CLIENT_ID", True),
-        CredentialKey("client_secret", "AZURE_CLIENT_SECRET", True),
-    ),
-}
-
-
 def secret_env_var(secret: str, key: str) -> str:
     """The env var that carries key `key` of Secret `secret`.
 

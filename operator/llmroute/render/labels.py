@@ -3,6 +3,10 @@
 from typing import Final
 
 ROUTE_LABEL: Final = "llmroute.dev/route"
+COMPONENT_LABEL: Final = "app.kubernetes.io/component"
+MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "llmroute"}
+PROXY_COMPONENT: Final = "proxy"
+OLLAMA_COMPONENT: Final = "ollama"
 CONFIG_HASH_ANNOTATION: Final = "llmroute.dev/config-hash"
 # The operator's own pods carry this name; proxies admit them for metrics scraping.
 OPERATOR_APP_NAME: Final = "llmroute-operator"
@@ -12,9 +16,9 @@ def _labels(route: str, name: str, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/instance": route,
-        "app.kubernetes.io/component": component,
+        COMPONENT_LABEL: component,
         "app.kubernetes.io/part-of": "llmroute",
-        "app.kubernetes.io/managed-by": "llmroute",
+        **MANAGED_BY,
         ROUTE_LABEL: route,
     }
 
@@ -24,21 +28,31 @@ def _selector(route: str, name: str, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/instance": route,
-        "app.kubernetes.io/component": component,
+        COMPONENT_LABEL: component,
     }
 
 
 def proxy_labels(route: str) -> dict[str, str]:
-    return _labels(route, "litellm", "proxy")
+    return _labels(route, "litellm", PROXY_COMPONENT)
 
 
 def proxy_selector(route: str) -> dict[str, str]:
-    return _selector(route, "litellm", "proxy")
+    return _selector(route, "litellm", PROXY_COMPONENT)
 
 
 def ollama_labels(route: str) -> dict[str, str]:
-    return _labels(route, "ollama", "ollama")
+    return _labels(route, "ollama", OLLAMA_COMPONENT)
 
 
 def ollama_selector(route: str) -> dict[str, str]:
-    return _selector(route, "ollama", "ollama")
+    return _selector(route, "ollama", OLLAMA_COMPONENT)
+
+
+def component_selector(component: str) -> dict[str, str]:
+    """The labels of every route's children of one component (proxy or ollama)."""
+    return {**MANAGED_BY, COMPONENT_LABEL: component}
+
+
+def proxy_pod_selector(route: str) -> str:
+    """A label selector (the API's text form) for the proxy Pods of one route."""
+    return f"{ROUTE_LABEL}={route},{COMPONENT_LABEL}={PROXY_COMPONENT}"

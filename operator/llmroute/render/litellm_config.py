@@ -10,13 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from llmroute.render.credentials import (
-    MASTER_KEY_ENV,
-    MULTI_VALUE_CREDENTIALS,
-    SecretEnvs,
-    env_ref,
-)
-from llmroute.render.inputs import Route, Target
+from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target, deployment_id
+from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.quota_effects import PlannedTarget, RoutingPlan
 from llmroute.render.sizing import limit_processes
@@ -69,14 +64,6 @@ MIN_ROUTING_PRICE_PER_TOKEN: Final = 1e-12
 
 # openai-compatible servers often need no key, but the OpenAI client refuses to start without one.
 NO_KEY: Final = "no-key"
-
-
-def deployment_id(model_name: str, target_index: int) -> str:
-    """model_info.id of a target: stable while the spec keeps it at that position.
-
-    Metrics carry it (label model_id), so usage maps back to the spec's target.
-    """
-    return f"{model_name}/{target_index}"
 
 
 def _api_base(route: Route, target: Target) -> str | None:

@@ -1,4 +1,8 @@
-"""Names of a route's child objects, and the addresses derived from them."""
+"""Names of a route's child objects, and the addresses derived from them.
+
+The name suffixes and the ports are declared here once; the table of child kinds
+(llmroute.render.children) and every renderer name children through these functions.
+"""
 
 import hashlib
 import re
@@ -7,10 +11,16 @@ from typing import Final
 PROXY_PORT: Final = 4000
 OLLAMA_PORT: Final = 11434
 
+PROXY_SUFFIX: Final = "-litellm"
+OLLAMA_SUFFIX: Final = "-ollama"
+MASTER_KEY_SUFFIX: Final = "-master-key"
+# The key inside the generated "<route>-master-key" Secret.
+MASTER_KEY_SECRET_KEY: Final = "masterKey"
+
 
 def proxy_name(route: str) -> str:
     """ConfigMap, Deployment, NetworkPolicy, PodDisruptionBudget and HPA of the proxy."""
-    return f"{route}-litellm"
+    return f"{route}{PROXY_SUFFIX}"
 
 
 def service_name(route: str) -> str:
@@ -19,12 +29,13 @@ def service_name(route: str) -> str:
 
 
 def master_key_secret_name(route: str) -> str:
-    return f"{route}-master-key"
+    """The Secret the operator generates when the route references no master key."""
+    return f"{route}{MASTER_KEY_SUFFIX}"
 
 
 def ollama_name(route: str) -> str:
     """StatefulSet, Service and NetworkPolicy of the route's managed Ollama."""
-    return f"{route}-ollama"
+    return f"{route}{OLLAMA_SUFFIX}"
 
 
 def endpoint(route: str, namespace: str) -> str:

@@ -17,7 +17,7 @@ import importlib.resources
 from typing import Any, Final
 
 from llmroute import versions
-from llmroute.render.inputs import Ollama, Route
+from llmroute.api.route import Ollama, Route
 from llmroute.render.labels import (
     OPERATOR_APP_NAME,
     ollama_labels,

@@ -8,19 +8,25 @@ from __future__ import annotations
 from typing import Any, Final
 
 from llmroute import versions
+from llmroute.api.route import Route, SecretKeyRef
 from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE, KeyMount
 from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnv
-from llmroute.render.defaults import MASTER_KEY_SECRET_KEY
-from llmroute.render.inputs import Route, SecretKeyRef
 from llmroute.render.labels import (
     CONFIG_HASH_ANNOTATION,
     OPERATOR_APP_NAME,
     proxy_labels,
     proxy_selector,
 )
-from llmroute.render.names import PROXY_PORT, master_key_secret_name, proxy_name, service_name
+from llmroute.render.names import (
+    MASTER_KEY_SECRET_KEY,
+    PROXY_PORT,
+    master_key_secret_name,
+    proxy_name,
+    service_name,
+)
 from llmroute.render.sizing import proxy_workers
 
+PROXY_CONTAINER: Final = "litellm"
 CONFIG_DIR: Final = "/etc/litellm"
 CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
@@ -204,7 +210,7 @@ def render_deployment(
     volumes, mounts = _volumes(route, key_mounts)
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "timeoutSeconds": 5}
     container = {
-        "name": "litellm",
+        "name": PROXY_CONTAINER,
         "image": route.proxy.image or versions.LITELLM_IMAGE,
         "imagePullPolicy": "IfNotPresent",
         # The CLI itself, not the image's entrypoint script, so the pod runs the same way

@@ -17,69 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
 
-from llmroute.render.inputs import Model, Route, Target
-
-STATES: Final = ("Ok", "SoftLimited", "Exhausted")
-ACTIONS: Final = ("fallback", "reject")
-ENFORCEMENTS: Final = ("enforce", "shadow")
-
-
-@dataclass(frozen=True)
-class QuotaEffect:
-    """The part of a ModelQuota that shapes routing: its match, its state and its action.
-
-    A set match field must equal the target's (provider, target model, model name); unset
-    fields match everything. rpm/tpm, when set, cap the matched targets together.
-    """
-
-    provider: str | None = None
-    model: str | None = None
-    model_name: str | None = None
-    state: str = "Ok"
-    action: str = "fallback"
-    enforcement: str = "enforce"
-    rpm: int | None = None
-    tpm: int | None = None
-    name: str = ""  # the ModelQuota's name, for messages
-
-    def __post_init__(self) -> None:
-        if self.state not in STATES:
-            raise ValueError(f"state must be one of {STATES}, not {self.state!r}")
-        if self.action not in ACTIONS:
-            raise ValueError(f"action must be one of {ACTIONS}, not {self.action!r}")
-        if self.enforcement not in ENFORCEMENTS:
-            raise ValueError(f"enforcement must be one of {ENFORCEMENTS}, not {self.enforcement!r}")
-
-    @classmethod
-    def from_quota(cls, quota: Mapping[str, Any]) -> QuotaEffect:
-        """The effect of a ModelQuota object (spec and status as the API server returns them)."""
-        spec = quota.get("spec") or {}
-        match = spec.get("match") or {}
-        status = quota.get("status") or {}
-        return cls(
-            provider=match.get("provider"),
-            model=match.get("model"),
-            model_name=match.get("modelName"),
-            state=status.get("state") or "Ok",
-            action=spec.get("action") or "fallback",
-            enforcement=spec.get("enforcement") or "enforce",
-            rpm=spec.get("rpm"),
-            tpm=spec.get("tpm"),
-            name=(quota.get("metadata") or {}).get("name", ""),
-        )
-
-    def matches(self, model_name: str, target: Target) -> bool:
-        return (
-            (self.provider is None or self.provider == target.provider)
-            and (self.model is None or self.model == target.model)
-            and (self.model_name is None or self.model_name == model_name)
-        )
-
-    @property
-    def enforced(self) -> bool:
-        return self.enforcement == "enforce"
+from llmroute.api.quota import QuotaEffect
+from llmroute.api.route import Model, Route, Target
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from llmroute.render.inputs import Route
+from llmroute.api.route import Route
 
 # A LiteLLM process (a worker, or the supervisor of several) held 336-352 MiB RSS under load
 # (docs/benchmarks.md); the rest is room for request buffers.

@@ -1,8 +1,9 @@
-"""Defaults of LLMRoute / ModelQuota specs, read from the CRD schemas (defined once, there).
+"""What the CRD schemas declare, read from them (defined once, there): defaults and enums.
 
-The API server applies these defaults when it stores an object; applying them here as well lets
+The API server applies the defaults when it stores an object; applying them here as well lets
 the renderer and `llmroute validate` see the same values for a manifest that never went
-through an API server.
+through an API server. Enums (a quota's period, action, enforcement and state) are read from
+the schema too, so Python never repeats them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ def default_value(value: Any, schema: dict[str, Any]) -> None:
             default_value(item, schema["items"])
 
 
+def _field_schema(kind: str, path: str) -> dict[str, Any]:
+    schema = schema_for(kind)
+    for part in path.split("."):
+        name = part.removesuffix("[]")
+        schema = schema["properties"][name]
+        if part.endswith("[]"):
+            schema = schema["items"]
+    return schema
+
+
+def schema_enum(kind: str, path: str) -> tuple[str, ...]:
+    """The values the CRD allows for a dotted field path such as ``spec.action``, in order."""
+    schema = _field_schema(kind, path)
+    if "enum" not in schema:
+        raise KeyError(f"{kind} {path} has no enum")
+    return tuple(schema["enum"])
+
+
 def schema_default(kind: str, path: str) -> Any:
     """The default the CRD declares for a dotted field path such as ``spec.ollama.storage.size``.
 
@@ -58,12 +77,7 @@ def schema_default(kind: str, path: str) -> Any:
     no ``storage`` still gets a volume of the default size). List items are addressed by
     ``[]``: ``spec.models[].strategy``.
     """
-    schema = schema_for(kind)
-    for part in path.split("."):
-        name = part.removesuffix("[]")
-        schema = schema["properties"][name]
-        if part.endswith("[]"):
-            schema = schema["items"]
+    schema = _field_schema(kind, path)
     if "default" not in schema:
         raise KeyError(f"{kind} {path} has no default")
     return copy.deepcopy(schema["default"])

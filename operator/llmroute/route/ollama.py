@@ -20,13 +20,13 @@ from typing import Any, Final
 
 from kubernetes import client
 
-from .. import kube
-from ..render.inputs import Route, parse_route
-from ..render.labels import ollama_selector
-from ..render.names import OLLAMA_PORT, ollama_name
-from ..render.ollama import CONTAINER
-from ..render.sizing import parse_quantity
-from .conditions import set_condition
+from llmroute import kube
+from llmroute.api.route import Route
+from llmroute.conditions import set_condition
+from llmroute.render.labels import ollama_selector
+from llmroute.render.names import OLLAMA_PORT, ollama_name
+from llmroute.render.ollama import CONTAINER
+from llmroute.render.sizing import parse_quantity
 
 CONDITION: Final = "OllamaReady"
 TAGS_PATH: Final = "/api/tags"
@@ -350,7 +350,7 @@ def read_presence(
 
 def observe_ollama(
     api: client.ApiClient,
-    route: Mapping[str, Any],
+    route: Route,
     statefulset: Mapping[str, Any] | None = None,
     *,
     storage_message: str | None = None,
@@ -358,12 +358,12 @@ def observe_ollama(
 ) -> OllamaState | None:
     """The Ollama part of the route's status; None when the route has no Ollama.
 
-    route: the LLMRoute object (it must render: call this after render_route succeeded).
+    route: the parsed LLMRoute.
     statefulset: the StatefulSet as just applied, if at hand; read from the API otherwise.
     storage_message: what keep_claim_templates reported, added to the condition's message.
     fetch: reads a base URL's /api/tags (tests pass their own).
     """
-    parsed = parse_route(route)
+    parsed = route
     wanted = wanted_models(parsed)
     external = parsed.ollama_external_url
     if external is not None:

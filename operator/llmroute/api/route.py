@@ -1,20 +1,24 @@
-"""The LLMRoute object as render reads it: defaults applied, cross-field rules checked.
+"""The typed LLMRoute: what the operator, the renderer and the CLI read of a route.
 
-The CRD schema rejects most bad input at `kubectl apply`; the checks here repeat the ones
-render depends on, so that offline input and objects stored before a schema change fail with
-a message naming the field instead of rendering a gateway that cannot work.
+parse_route turns the object (a dict as the API server returns it, or a manifest file) into
+frozen dataclasses, once, at the edge; everything inward takes a Route. Absent fields get the
+CRD's own defaults (read from the schema by llmroute.api.defaults), so a manifest that never
+went through an API server parses exactly like the stored object. Types and the rules render
+depends on are checked here; the cross-field rules are those of llmroute.api.validation (the
+Python mirrors of the CRD's CEL rules), applied, not repeated. A spec that cannot work raises
+SpecError naming the field, so objects stored before a schema change fail with a message
+instead of rendering a gateway that cannot work.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from llmroute.api.spec import schema_default
-from llmroute.render import defaults
-from llmroute.render.credentials import MULTI_VALUE_CREDENTIALS
+from llmroute.api import validation
+from llmroute.api.schema import schema_default
 
 PROVIDERS: Final = frozenset(
     {
@@ -31,7 +35,7 @@ PROVIDERS: Final = frozenset(
     }
 )
 STRATEGIES: Final = frozenset({"priority", "cost", "latency", "weighted", "least-busy"})
-FALLBACK_ON: Final = frozenset(defaults.ROUTER_FALLBACK_ON)
+FALLBACK_ON: Final = frozenset({"errors", "rateLimit", "timeout", "contextWindow"})
 # LiteLLM has one switch for upstream failures (router_settings.fallbacks): errors, rate limits
 # and timeouts fall back together. Only context-window errors have a switch of their own.
 UPSTREAM_FAILURES: Final = frozenset({"errors", "rateLimit", "timeout"})
@@ -44,8 +48,65 @@ _OLLAMA_MODEL: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]*$")
 _QUANTITY: Final = re.compile(r"^([0-9]+(\.[0-9]+)?)([KMGTPE]i?)?$")
 
 
-class RenderError(ValueError):
-    """The route cannot be rendered; `field` names the offending spec field."""
+@dataclass(frozen=True)
+class CredentialKey:
+    """One value of a multi-value credential Secret (credentialsSecretRef)."""
+
+    param: str  # the litellm_params key the value feeds
+    secret_key: str  # the key inside the Secret
+    required: bool
+
+
+# The providers whose credentialsSecretRef holds several values, and the Secret keys each reads.
+# The keys are the environment variable names the providers' own tooling uses, so an existing
+# Secret (e.g. made with `kubectl create secret generic --from-env-file`) fits as is.
+MULTI_VALUE_CREDENTIALS: Final[dict[str, tuple[CredentialKey, ...]]] = {
+    "bedrock": (
+        CredentialKey("aws_access_key_id", "AWS_ACCESS_KEY_ID", True),
+        CredentialKey("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", True),
+        CredentialKey("aws_session_token", "AWS_SESSION_TOKEN", False),
+        CredentialKey("aws_region_name", "AWS_REGION_NAME", False),
+    ),
+    "vertex_ai": (
+        # the service account's JSON key file, as text
+        CredentialKey("vertex_credentials", "VERTEXAI_CREDENTIALS", True),
+        CredentialKey("vertex_project", "VERTEXAI_PROJECT", False),
+        CredentialKey("vertex_location", "VERTEXAI_LOCATION", False),
+    ),
+    "azure": (
+        # an Entra ID service principal; a plain API key goes through apiKeySecretRef
+        CredentialKey("tenant_id", "AZURE_TENANT_ID", True),
+        CredentialKey("client_id", "AZURE_CLIENT_ID", True),
+        CredentialKey("client_secret", "AZURE_CLIENT_SECRET", True),
+    ),
+}
+
+# Defaults the CRD leaves absent on purpose (its descriptions say what absence means).
+TARGET_WEIGHT: Final = 1  # spec.models[].targets[].weight, read only by strategy weighted
+# One worker: ~21 ms of CPU a request, so ~45 requests/s on its CPU, and ~350 MiB RSS
+# (docs/benchmarks.md); 1 CPU / 1 Gi fits it with headroom.
+PROXY_RESOURCES: Final = {
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+PROXY_WORKERS: Final = 0  # 0: derived from the container's CPU and memory limits
+
+
+def _default(path: str) -> Any:
+    """The CRD's default of an LLMRoute field, e.g. ``spec.router.numRetries``."""
+    return schema_default("LLMRoute", path)
+
+
+def deployment_id(model_name: str, target_index: int) -> str:
+    """model_info.id of a target in the LiteLLM config: stable while the spec keeps it there.
+
+    Metrics carry it (label model_id), so usage and quotas map back to the spec's target.
+    """
+    return f"{model_name}/{target_index}"
+
+
+class SpecError(ValueError):
+    """The route cannot work as specified; `field` names the offending spec field."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -57,6 +118,15 @@ class RenderError(ValueError):
 class SecretKeyRef:
     name: str
     key: str
+
+
+@dataclass(frozen=True)
+class SecretReference:
+    """A Secret the route reads, and the spec field that names it."""
+
+    name: str
+    key: str | None  # None: the whole Secret (credentialsSecretRef), whichever keys it holds
+    field: str  # e.g. spec.models[0].targets[1].apiKeySecretRef
 
 
 @dataclass(frozen=True)
@@ -170,12 +240,49 @@ class Route:
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
 
+    def secret_references(self) -> tuple[SecretReference, ...]:
+        """Every Secret the route references, in spec order, each with its field."""
+        refs: list[SecretReference] = []
+        if self.master_key_ref is not None:
+            ref = self.master_key_ref
+            refs.append(SecretReference(ref.name, ref.key, "spec.auth.masterKeySecretRef"))
+        for model in self.models:
+            for target in model.targets:
+                if target.api_key_ref is not None:
+                    ref = target.api_key_ref
+                    refs.append(
+                        SecretReference(ref.name, ref.key, f"{target.path}.apiKeySecretRef")
+                    )
+                if target.credentials_secret is not None:
+                    refs.append(
+                        SecretReference(
+                            target.credentials_secret, None, f"{target.path}.credentialsSecretRef"
+                        )
+                    )
+        redis = self.router.redis
+        if redis is not None and redis.password_ref is not None:
+            ref = redis.password_ref
+            refs.append(SecretReference(ref.name, ref.key, "spec.router.redis.passwordSecretRef"))
+        for caller in self.callers:
+            refs.append(
+                SecretReference(
+                    caller.key_ref.name, caller.key_ref.key, f"{caller.path}.keySecretRef"
+                )
+            )
+        return tuple(refs)
+
+
+def _refuse(errors: Iterable[validation.ValidationError]) -> None:
+    """Raise the first error of a cross-field rule of llmroute.api.validation, if any."""
+    for error in errors:
+        raise SpecError(error.path, error.message)
+
 
 def _mapping(value: object, field: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise RenderError(field, "must be an object")
+        raise SpecError(field, "must be an object")
     return value
 
 
@@ -183,17 +290,17 @@ def _list(value: object, field: str) -> Sequence[Any]:
     if value is None:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise RenderError(field, "must be a list")
+        raise SpecError(field, "must be a list")
     return value
 
 
 def _str(value: object, field: str, *, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
-            raise RenderError(field, "is required")
+            raise SpecError(field, "is required")
         return None
     if not isinstance(value, str):
-        raise RenderError(field, "must be a string")
+        raise SpecError(field, "must be a string")
     return value
 
 
@@ -201,17 +308,17 @@ def _int(value: object, field: str, default: int | None, *, minimum: int = 0) ->
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RenderError(field, "must be an integer")
+        raise SpecError(field, "must be an integer")
     if value < minimum:
-        raise RenderError(field, f"must be at least {minimum}")
+        raise SpecError(field, f"must be at least {minimum}")
     return value
 
 
 def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RenderError(field, "must be a number")
+        raise SpecError(field, "must be a number")
     if value < 0:
-        raise RenderError(field, "must not be negative")
+        raise SpecError(field, "must not be negative")
     return float(value)
 
 
@@ -232,7 +339,7 @@ def _names(value: object, field: str) -> tuple[str, ...] | None:
         _str(v, f"{field}[{i}]", required=True) or "" for i, v in enumerate(_list(value, field))
     )
     if len(set(items)) != len(items):
-        raise RenderError(field, "must not repeat an entry")
+        raise SpecError(field, "must not repeat an entry")
     return items
 
 
@@ -240,11 +347,11 @@ def _target(raw: object, path: str, index: int) -> Target:
     spec = _mapping(raw, path)
     provider = _str(spec.get("provider"), f"{path}.provider", required=True) or ""
     if provider not in PROVIDERS:
-        raise RenderError(f"{path}.provider", f"unknown provider {provider!r}")
+        raise SpecError(f"{path}.provider", f"unknown provider {provider!r}")
     model = _str(spec.get("model"), f"{path}.model", required=True) or ""
     api_base = _str(spec.get("apiBase"), f"{path}.apiBase")
     if api_base is not None and not _API_BASE.match(api_base):
-        raise RenderError(f"{path}.apiBase", "must start with http:// or https://")
+        raise SpecError(f"{path}.apiBase", "must start with http:// or https://")
     api_key_ref = _secret_key_ref(spec.get("apiKeySecretRef"), f"{path}.apiKeySecretRef")
     credentials = _mapping(spec.get("credentialsSecretRef"), f"{path}.credentialsSecretRef")
     credentials_secret = (
@@ -252,23 +359,23 @@ def _target(raw: object, path: str, index: int) -> Target:
         if spec.get("credentialsSecretRef") is not None
         else None
     )
-    if api_key_ref is not None and credentials_secret is not None:
-        raise RenderError(path, "set apiKeySecretRef or credentialsSecretRef, not both")
+    _refuse(
+        validation.credential_errors(path, api_key_ref is not None, credentials_secret is not None)
+    )
     if credentials_secret is not None and provider not in MULTI_VALUE_CREDENTIALS:
-        raise RenderError(
+        raise SpecError(
             f"{path}.credentialsSecretRef",
             f"is read for providers {', '.join(sorted(MULTI_VALUE_CREDENTIALS))}; "
             f"use apiKeySecretRef for {provider}",
         )
-    if provider in ("openai-compatible", "azure") and api_base is None:
-        raise RenderError(f"{path}.apiBase", f"is required for provider {provider}")
+    _refuse(validation.endpoint_errors(path, provider, api_base is not None))
     pricing_spec = spec.get("pricing")
     pricing = None
     if pricing_spec is not None:
         p = _mapping(pricing_spec, f"{path}.pricing")
         for field in ("inputPerMillionUSD", "outputPerMillionUSD"):
             if p.get(field) is None:
-                raise RenderError(f"{path}.pricing.{field}", "is required when pricing is set")
+                raise SpecError(f"{path}.pricing.{field}", "is required when pricing is set")
         pricing = Pricing(
             input_per_million_usd=_number(
                 p["inputPerMillionUSD"], f"{path}.pricing.inputPerMillionUSD"
@@ -286,8 +393,8 @@ def _target(raw: object, path: str, index: int) -> Target:
         api_key_ref=api_key_ref,
         credentials_secret=credentials_secret,
         api_version=_str(spec.get("apiVersion"), f"{path}.apiVersion"),
-        weight=_int(spec.get("weight"), f"{path}.weight", defaults.TARGET_WEIGHT, minimum=1)
-        or defaults.TARGET_WEIGHT,
+        weight=_int(spec.get("weight"), f"{path}.weight", TARGET_WEIGHT, minimum=1)
+        or TARGET_WEIGHT,
         rpm=_int(spec.get("rpm"), f"{path}.rpm", None, minimum=1),
         tpm=_int(spec.get("tpm"), f"{path}.tpm", None, minimum=1),
         pricing=pricing,
@@ -298,36 +405,33 @@ def _target(raw: object, path: str, index: int) -> Target:
 def _models(raw: object) -> tuple[Model, ...]:
     items = _list(raw, "spec.models")
     if not items:
-        raise RenderError("spec.models", "must name at least one model")
+        raise SpecError("spec.models", "must name at least one model")
     models: list[Model] = []
     for i, item in enumerate(items):
         path = f"spec.models[{i}]"
         spec = _mapping(item, path)
         name = _str(spec.get("name"), f"{path}.name", required=True) or ""
         if not _MODEL_NAME.match(name):
-            raise RenderError(f"{path}.name", f"{name!r} is not a valid model name")
-        strategy = _str(spec.get("strategy"), f"{path}.strategy") or defaults.MODEL_STRATEGY
+            raise SpecError(f"{path}.name", f"{name!r} is not a valid model name")
+        strategy = _str(spec.get("strategy"), f"{path}.strategy") or _default(
+            "spec.models[].strategy"
+        )
         if strategy not in STRATEGIES:
-            raise RenderError(f"{path}.strategy", f"unknown strategy {strategy!r}")
+            raise SpecError(f"{path}.strategy", f"unknown strategy {strategy!r}")
         targets_raw = _list(spec.get("targets"), f"{path}.targets")
         if not targets_raw:
-            raise RenderError(f"{path}.targets", "must list at least one target")
+            raise SpecError(f"{path}.targets", "must list at least one target")
         if len(targets_raw) > 16:
-            raise RenderError(f"{path}.targets", "must list at most 16 targets")
+            raise SpecError(f"{path}.targets", "must list at most 16 targets")
         targets = tuple(_target(t, f"{path}.targets[{j}]", j) for j, t in enumerate(targets_raw))
         fallbacks = _names(spec.get("fallbacks"), f"{path}.fallbacks") or ()
         models.append(Model(i, name, strategy, targets, fallbacks))
     names = [m.name for m in models]
     for m in models:
         if m.name in names[: m.index]:
-            raise RenderError(f"spec.models[{m.index}].name", f"model {m.name!r} is declared twice")
+            raise SpecError(f"spec.models[{m.index}].name", f"model {m.name!r} is declared twice")
     for m in models:
-        for j, fallback in enumerate(m.fallbacks):
-            field = f"spec.models[{m.index}].fallbacks[{j}]"
-            if fallback == m.name:
-                raise RenderError(field, "a model cannot fall back to itself")
-            if fallback not in names:
-                raise RenderError(field, f"{fallback!r} is not a model of this route")
+        _refuse(validation.fallback_errors(f"spec.models[{m.index}]", m.name, m.fallbacks, names))
     return tuple(models)
 
 
@@ -335,32 +439,35 @@ def _router(raw: object) -> RouterSettings:
     spec = _mapping(raw, "spec.router")
     fallback_on_raw = spec.get("fallbackOn")
     fallback_on = (
-        frozenset(defaults.ROUTER_FALLBACK_ON)
+        frozenset(_default("spec.router.fallbackOn"))
         if fallback_on_raw is None
         else frozenset(_names(fallback_on_raw, "spec.router.fallbackOn") or ())
     )
     unknown = fallback_on - FALLBACK_ON
     if unknown:
-        raise RenderError("spec.router.fallbackOn", f"unknown entries {sorted(unknown)}")
+        raise SpecError("spec.router.fallbackOn", f"unknown entries {sorted(unknown)}")
     if fallback_on & UPSTREAM_FAILURES and not fallback_on >= UPSTREAM_FAILURES:
-        raise RenderError(
+        raise SpecError(
             "spec.router.fallbackOn",
             "LiteLLM falls back on upstream errors, rate limits and timeouts alike; "
             "list all of errors, rateLimit and timeout, or none of them",
         )
     cache = _mapping(spec.get("cache"), "spec.router.cache")
-    cache_enabled = cache.get("enabled", defaults.ROUTER_CACHE_ENABLED)
+    cache_enabled = cache.get("enabled", _default("spec.router.cache.enabled"))
     if not isinstance(cache_enabled, bool):
-        raise RenderError("spec.router.cache.enabled", "must be true or false")
+        raise SpecError("spec.router.cache.enabled", "must be true or false")
     redis = None
     if spec.get("redis") is not None:
         r = _mapping(spec["redis"], "spec.router.redis")
         redis = Redis(
             host=_str(r.get("host"), "spec.router.redis.host", required=True) or "",
             port=_int(
-                r.get("port"), "spec.router.redis.port", defaults.ROUTER_REDIS_PORT, minimum=1
+                r.get("port"),
+                "spec.router.redis.port",
+                _default("spec.router.redis.port"),
+                minimum=1,
             )
-            or defaults.ROUTER_REDIS_PORT,
+            or _default("spec.router.redis.port"),
             password_ref=_secret_key_ref(
                 r.get("passwordSecretRef"), "spec.router.redis.passwordSecretRef"
             ),
@@ -371,19 +478,19 @@ def _router(raw: object) -> RouterSettings:
         return default if value is None else value
 
     return RouterSettings(
-        num_retries=number("numRetries", defaults.ROUTER_NUM_RETRIES, 0),
-        timeout_seconds=number("timeoutSeconds", defaults.ROUTER_TIMEOUT_SECONDS, 1),
+        num_retries=number("numRetries", _default("spec.router.numRetries"), 0),
+        timeout_seconds=number("timeoutSeconds", _default("spec.router.timeoutSeconds"), 1),
         fallback_on=fallback_on,
-        allowed_fails=number("allowedFails", defaults.ROUTER_ALLOWED_FAILS, 0),
-        cooldown_seconds=number("cooldownSeconds", defaults.ROUTER_COOLDOWN_SECONDS, 0),
+        allowed_fails=number("allowedFails", _default("spec.router.allowedFails"), 0),
+        cooldown_seconds=number("cooldownSeconds", _default("spec.router.cooldownSeconds"), 0),
         cache_enabled=cache_enabled,
         cache_ttl_seconds=_int(
             cache.get("ttlSeconds"),
             "spec.router.cache.ttlSeconds",
-            defaults.ROUTER_CACHE_TTL_SECONDS,
+            _default("spec.router.cache.ttlSeconds"),
             minimum=1,
         )
-        or defaults.ROUTER_CACHE_TTL_SECONDS,
+        or _default("spec.router.cache.ttlSeconds"),
         redis=redis,
     )
 
@@ -395,16 +502,14 @@ def _callers(raw: object, model_names: Sequence[str]) -> tuple[Caller, ...]:
         spec = _mapping(item, path)
         name = _str(spec.get("name"), f"{path}.name", required=True) or ""
         if len(name) > 63 or not _CALLER_NAME.match(name):
-            raise RenderError(f"{path}.name", f"{name!r} is not a valid caller name")
+            raise SpecError(f"{path}.name", f"{name!r} is not a valid caller name")
         if any(c.name == name for c in callers):
-            raise RenderError(f"{path}.name", f"caller {name!r} is declared twice")
+            raise SpecError(f"{path}.name", f"caller {name!r} is declared twice")
         key_ref = _secret_key_ref(spec.get("keySecretRef"), f"{path}.keySecretRef")
         if key_ref is None:
-            raise RenderError(f"{path}.keySecretRef", "is required")
+            raise SpecError(f"{path}.keySecretRef", "is required")
         models = _names(spec.get("models"), f"{path}.models")
-        for j, model in enumerate(models or ()):
-            if model not in model_names:
-                raise RenderError(f"{path}.models[{j}]", f"{model!r} is not a model of this route")
+        _refuse(validation.caller_model_errors(path, models or (), model_names))
         tags = _names(spec.get("tags"), f"{path}.tags")
         callers.append(Caller(name, path, key_ref, models, tags))
     return tuple(callers)
@@ -413,9 +518,9 @@ def _callers(raw: object, model_names: Sequence[str]) -> tuple[Caller, ...]:
 def _proxy(raw: object) -> Proxy:
     spec = _mapping(raw, "spec.proxy")
     scaling = _mapping(spec.get("autoscaling"), "spec.proxy.autoscaling")
-    enabled = scaling.get("enabled", defaults.PROXY_AUTOSCALING_ENABLED)
+    enabled = scaling.get("enabled", _default("spec.proxy.autoscaling.enabled"))
     if not isinstance(enabled, bool):
-        raise RenderError("spec.proxy.autoscaling.enabled", "must be true or false")
+        raise SpecError("spec.proxy.autoscaling.enabled", "must be true or false")
 
     def number(
         mapping: Mapping[str, Any], field: str, path: str, default: int, minimum: int
@@ -429,48 +534,45 @@ def _proxy(raw: object) -> Proxy:
             scaling,
             "minReplicas",
             "spec.proxy.autoscaling",
-            defaults.PROXY_AUTOSCALING_MIN_REPLICAS,
+            _default("spec.proxy.autoscaling.minReplicas"),
             1,
         ),
         max_replicas=number(
             scaling,
             "maxReplicas",
             "spec.proxy.autoscaling",
-            defaults.PROXY_AUTOSCALING_MAX_REPLICAS,
+            _default("spec.proxy.autoscaling.maxReplicas"),
             1,
         ),
         target_cpu_percent=number(
             scaling,
             "targetCPUUtilizationPercentage",
             "spec.proxy.autoscaling",
-            defaults.PROXY_AUTOSCALING_TARGET_CPU_PERCENT,
+            _default("spec.proxy.autoscaling.targetCPUUtilizationPercentage"),
             1,
         ),
     )
-    if autoscaling.min_replicas > autoscaling.max_replicas:
-        raise RenderError(
-            "spec.proxy.autoscaling.minReplicas", "must not be greater than maxReplicas"
-        )
+    _refuse(validation.replica_bound_errors(autoscaling.min_replicas, autoscaling.max_replicas))
     resources = spec.get("resources")
-    log_level = _str(spec.get("logLevel"), "spec.proxy.logLevel") or defaults.PROXY_LOG_LEVEL
+    log_level = _str(spec.get("logLevel"), "spec.proxy.logLevel") or _default("spec.proxy.logLevel")
     if log_level not in LOG_LEVELS:
-        raise RenderError("spec.proxy.logLevel", f"unknown log level {log_level!r}")
+        raise SpecError("spec.proxy.logLevel", f"unknown log level {log_level!r}")
     return Proxy(
-        replicas=number(spec, "replicas", "spec.proxy", defaults.PROXY_REPLICAS, 0),
+        replicas=number(spec, "replicas", "spec.proxy", _default("spec.proxy.replicas"), 0),
         autoscaling=autoscaling,
         resources=dict(_mapping(resources, "spec.proxy.resources"))
         if resources is not None
-        else dict(defaults.PROXY_RESOURCES),
+        else dict(PROXY_RESOURCES),
         image=_str(spec.get("image"), "spec.proxy.image"),
-        workers=number(spec, "workers", "spec.proxy", defaults.PROXY_WORKERS, 0),
+        workers=number(spec, "workers", "spec.proxy", PROXY_WORKERS, 0),
         log_level=log_level,
     )
 
 
 def _ollama_default(field: str) -> Any:
-    # The CRD holds these defaults; render applies them where the object holding a field is
-    # absent (an Ollama without `storage` still gets a volume of the default size).
-    return schema_default("LLMRoute", f"spec.ollama.{field}")
+    # Also where the object holding a field is absent: an Ollama without `storage` still gets
+    # a volume of the default size.
+    return _default(f"spec.ollama.{field}")
 
 
 def _managed_ollama(spec: Mapping[str, Any]) -> Ollama:
@@ -478,21 +580,21 @@ def _managed_ollama(spec: Mapping[str, Any]) -> Ollama:
     models = _names(spec.get("models"), f"{path}.models") or ()
     for i, model in enumerate(models):
         if not _OLLAMA_MODEL.match(model):
-            raise RenderError(f"{path}.models[{i}]", f"{model!r} is not a valid Ollama model name")
+            raise SpecError(f"{path}.models[{i}]", f"{model!r} is not a valid Ollama model name")
     storage = _mapping(spec.get("storage"), f"{path}.storage")
     size = _str(storage.get("size"), f"{path}.storage.size") or _ollama_default("storage.size")
     if not _QUANTITY.match(size):
-        raise RenderError(f"{path}.storage.size", f"{size!r} is not a volume size such as 20Gi")
+        raise SpecError(f"{path}.storage.size", f"{size!r} is not a volume size such as 20Gi")
     # "" is meaningful here (no class: a pre-provisioned volume), so it is not read as absent.
     storage_class = storage.get("storageClassName")
     if storage_class is not None and not isinstance(storage_class, str):
-        raise RenderError(f"{path}.storage.storageClassName", "must be a string")
+        raise SpecError(f"{path}.storage.storageClassName", "must be a string")
     gpu = _mapping(spec.get("gpu"), f"{path}.gpu")
     gpu_count = _int(gpu.get("count"), f"{path}.gpu.count", _ollama_default("gpu.count"))
     node_selector = _mapping(spec.get("nodeSelector"), f"{path}.nodeSelector")
     for key, value in node_selector.items():
         if not isinstance(value, str):
-            raise RenderError(f"{path}.nodeSelector.{key}", "must be a string")
+            raise SpecError(f"{path}.nodeSelector.{key}", "must be a string")
     num_parallel = _int(
         spec.get("numParallel"), f"{path}.numParallel", _ollama_default("numParallel"), minimum=1
     )
@@ -531,15 +633,8 @@ def parse_route(route: Mapping[str, Any]) -> Route:
     external = _mapping(ollama.get("external"), "spec.ollama.external")
     external_url = _str(external.get("url"), "spec.ollama.external.url")
     if external_url is not None and not _API_BASE.match(external_url):
-        raise RenderError("spec.ollama.external.url", "must start with http:// or https://")
-    if external_url is not None:
-        managed_only = [f for f in ("models", "storage", "gpu") if ollama.get(f) is not None]
-        if managed_only:
-            raise RenderError(
-                "spec.ollama.external",
-                "external names an Ollama the operator does not manage: "
-                f"{', '.join(managed_only)} cannot be set with it",
-            )
+        raise SpecError("spec.ollama.external.url", "must start with http:// or https://")
+    _refuse(validation.external_ollama_errors(ollama))
     return Route(
         name=name,
         namespace=namespace,

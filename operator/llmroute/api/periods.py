@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-PERIODS: Final = ("daily", "weekly", "monthly")
-DEFAULT_PERIOD: Final = "monthly"
+from llmroute.api.schema import schema_enum
+
+PERIODS: Final = schema_enum("ModelQuota", "spec.budget.period")
 
 
 def period_bounds(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -1,0 +1,96 @@
+"""An LLMRoute's status conditions: pure functions of what the reconcile observed.
+
+The reconcile (llmroute.route.reconcile) applies the children and hands over what it saw: the
+proxy Deployment, the Ollama's state. These functions decide the conditions, and Ready from
+the others; they touch no cluster and are unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from llmroute.conditions import condition_status, ordered, set_condition
+
+# The route's condition types, in the order status lists them; Ready sums up the others.
+CONDITION_ORDER: Final = (
+    "Ready",
+    "ConfigValid",
+    "SecretsResolved",
+    "ProxyAvailable",
+    "OllamaReady",
+)
+
+
+def proxy_condition(
+    conditions: list[dict], deployment: Mapping[str, Any] | None, generation: int | None
+) -> list[dict]:
+    """ProxyAvailable from the proxy Deployment (as applied, or as an event brought it)."""
+    if deployment is None:
+        return set_condition(
+            conditions, "ProxyAvailable", False, "NoDeployment", "no proxy Deployment", generation
+        )
+    status = deployment.get("status") or {}
+    available = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Available"), None
+    )
+    if available is None:
+        return set_condition(
+            conditions,
+            "ProxyAvailable",
+            None,
+            "Pending",
+            "the proxy Deployment reports no availability yet",
+            generation,
+        )
+    ready, wanted = (
+        status.get("readyReplicas", 0),
+        (deployment.get("spec") or {}).get("replicas", 1),
+    )
+    return set_condition(
+        conditions,
+        "ProxyAvailable",
+        available.get("status") == "True",
+        available.get("reason") or "Unknown",
+        f"{ready}/{wanted} proxy replicas ready",
+        generation,
+    )
+
+
+def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
+    """`conditions` with Ready set from the others, in CONDITION_ORDER."""
+    failing = [
+        t for t in CONDITION_ORDER[1:] if condition_status(conditions, t) not in (None, "True")
+    ]
+    if failing:
+        return ordered(
+            set_condition(
+                conditions,
+                "Ready",
+                False,
+                f"{failing[0]}NotTrue",
+                f"{', '.join(failing)} not True",
+                generation,
+            ),
+            CONDITION_ORDER,
+        )
+    if condition_status(conditions, "ProxyAvailable") is None:
+        return ordered(
+            set_condition(
+                conditions, "Ready", False, "Pending", "waiting for the proxy", generation
+            ),
+            CONDITION_ORDER,
+        )
+    return ordered(
+        set_condition(conditions, "Ready", True, "Ready", "the gateway serves", generation),
+        CONDITION_ORDER,
+    )
+
+
+def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether writing `wanted` changes the stored status (kopf's own bookkeeping aside)."""
+    return _comparable(current) != _comparable(wanted)
+
+
+def _comparable(status: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in status.items() if k != "kopf"}
