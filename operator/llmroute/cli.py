@@ -598,6 +598,13 @@ def _quota_match(match: Mapping[str, Any]) -> str:
 
 def quota_status(quota: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
     """What `status` shows of one ModelQuota (JSON-ready)."""
+    from .api.quota import (
+        DEFAULT_ACTION,
+        DEFAULT_ENFORCEMENT,
+        DEFAULT_PERIOD,
+        DEFAULT_SOFT_LIMIT_PERCENT,
+    )
+
     metadata = quota.get("metadata") or {}
     spec = quota.get("spec") or {}
     status = quota.get("status") or {}
@@ -608,10 +615,10 @@ def quota_status(quota: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
         "route": (spec.get("routeRef") or {}).get("name"),
         "match": dict(spec.get("match") or {}),
         "limitUSD": budget.get("limitUSD"),
-        "period": budget.get("period") or "monthly",
-        "softLimitPercent": budget.get("softLimitPercent", 80),
-        "action": spec.get("action") or "fallback",
-        "enforcement": spec.get("enforcement") or "enforce",
+        "period": budget.get("period") or DEFAULT_PERIOD,
+        "softLimitPercent": budget.get("softLimitPercent", DEFAULT_SOFT_LIMIT_PERCENT),
+        "action": spec.get("action") or DEFAULT_ACTION,
+        "enforcement": spec.get("enforcement") or DEFAULT_ENFORCEMENT,
         "spentUSD": status.get("spentUSD"),
         "percentUsed": status.get("percentUsed"),
         "state": status.get("state"),

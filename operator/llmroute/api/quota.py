@@ -19,13 +19,17 @@ from llmroute.api.schema import schema_default, schema_enum
 ACTIONS: Final = schema_enum("ModelQuota", "spec.action")
 ENFORCEMENTS: Final = schema_enum("ModelQuota", "spec.enforcement")
 STATES: Final = schema_enum("ModelQuota", "status.state")
+# The values by name, in the CRD's order (a test holds the order).
+OK, SOFT_LIMITED, EXHAUSTED = STATES
+FALLBACK, REJECT = ACTIONS
+ENFORCE, SHADOW = ENFORCEMENTS
 
 DEFAULT_PERIOD: Final = schema_default("ModelQuota", "spec.budget.period")
 DEFAULT_SOFT_LIMIT_PERCENT: Final = schema_default("ModelQuota", "spec.budget.softLimitPercent")
 DEFAULT_ACTION: Final = schema_default("ModelQuota", "spec.action")
 DEFAULT_ENFORCEMENT: Final = schema_default("ModelQuota", "spec.enforcement")
 # A quota never synced yet routes as one under budget.
-INITIAL_STATE: Final = STATES[0]
+INITIAL_STATE: Final = OK
 
 
 class QuotaSpecError(ValueError):
@@ -231,4 +235,4 @@ class QuotaEffect:
 
     @property
     def enforced(self) -> bool:
-        return self.enforcement == "enforce"
+        return self.enforcement == ENFORCE

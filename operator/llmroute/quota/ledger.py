@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from llmroute.api.periods import format_time, parse_time, period_bounds
+from llmroute.api.quota import EXHAUSTED, OK, SOFT_LIMITED
 from llmroute.quota.counters import Usage
 
-STATES: Final = ("Ok", "SoftLimited", "Exhausted")
 # Decimal places kept for spentUSD in the status: far below a cent, and no float noise.
 SPEND_DECIMALS: Final = 10
 PERCENT_DECIMALS: Final = 2
@@ -217,10 +217,10 @@ def advance(
 def budget_state(spent_usd: float, limit_usd: float, soft_limit_percent: int) -> str:
     """Ok under the soft limit, SoftLimited from it, Exhausted from the whole budget."""
     if spent_usd >= limit_usd:
-        return "Exhausted"
+        return EXHAUSTED
     if spent_usd * 100 >= limit_usd * soft_limit_percent:
-        return "SoftLimited"
-    return "Ok"
+        return SOFT_LIMITED
+    return OK
 
 
 def percent_used(spent_usd: float, limit_usd: float) -> float:

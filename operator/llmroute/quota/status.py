@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from llmroute.api.periods import format_time
-from llmroute.api.quota import QuotaSpec, QuotaSpecError, RouteTarget, matched_deployments
+from llmroute.api.quota import (
+    ENFORCE,
+    OK,
+    REJECT,
+    SHADOW,
+    SOFT_LIMITED,
+    QuotaSpec,
+    QuotaSpecError,
+    RouteTarget,
+    matched_deployments,
+)
 from llmroute.conditions import set_condition
 from llmroute.quota.ledger import (
     Ledger,
@@ -71,24 +81,24 @@ def transition_event(
     previous: str | None, state: str, spec: QuotaSpec, spent_usd: float
 ) -> QuotaEvent | None:
     """The event for a state change (none for the first sync of a quota that is Ok)."""
-    if (previous or "Ok") == state:
+    if (previous or OK) == state:
         return None
     used = percent_used(spent_usd, spec.limit_usd)
     figures = f"{_money(spent_usd)} of {_money(spec.limit_usd)} ({used:g}%) spent this period"
-    if state == "Ok":
+    if state == OK:
         effect = "the matched targets route normally"
         event_type, reason = "Normal", "BudgetOk"
-    elif state == "SoftLimited":
+    elif state == SOFT_LIMITED:
         effect = "the matched targets move behind the other targets of their model"
         event_type, reason = "Warning", "SoftLimitReached"
         figures += f", soft limit {spec.soft_limit_percent}%"
-    elif spec.action == "reject":
+    elif spec.action == REJECT:
         effect = "requests for models left without targets are rejected with 429"
         event_type, reason = "Warning", "BudgetExhausted"
     else:
         effect = "traffic stops reaching the matched targets and falls back"
         event_type, reason = "Warning", "BudgetExhausted"
-    if spec.enforcement == "shadow":
+    if spec.enforcement == SHADOW:
         message = f"{state}: {figures}; shadow mode, routing unchanged (enforced: {effect})"
     else:
         message = f"{state}: {figures}; {effect}"
@@ -167,7 +177,7 @@ def next_status(
         if not matched:
             ready_reason = "NoMatchingTargets"
             ready_message = f"no target of LLMRoute {spec.route!r} matches; nothing is counted"
-        elif spec.enforcement == "shadow":
+        elif spec.enforcement == SHADOW:
             ready_reason = "Shadow"
             ready_message = f"{len(matched)} target(s) counted; shadow mode, routing unchanged"
         else:
@@ -189,12 +199,12 @@ def next_status(
         # Moves only when counters were read, so users see that the sync is alive.
         status["lastSync"] = format_time(now)
     event = transition_event(previous_state, state, spec, ledger.total.spend_usd)
-    moved = (previous_state or "Ok") != state
+    moved = (previous_state or OK) != state
     return SyncResult(
         status=status,
         write=bool(answered) or _comparable(status) != _comparable(old),
         previous_state=previous_state,
         state=state,
         event=event,
-        rerender_route=moved and spec.enforcement == "enforce",
+        rerender_route=moved and spec.enforcement == ENFORCE,
     )

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from llmroute.api.quota import QuotaEffect
+from llmroute.api.quota import EXHAUSTED, REJECT, SOFT_LIMITED, QuotaEffect
 from llmroute.api.route import Model, Route, Target
 
 
@@ -72,8 +72,8 @@ def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
                 target.tpm,
                 [math.ceil(e.tpm / matched_count[id(e)]) for e in matched if e.tpm is not None],
             )
-            exhausted = [e for e in matched if e.state == "Exhausted"]
-            rejecting = [e for e in exhausted if e.action == "reject"]
+            exhausted = [e for e in matched if e.state == EXHAUSTED]
+            rejecting = [e for e in exhausted if e.action == REJECT]
             if rejecting and reject_message is None:
                 quota = f"ModelQuota {rejecting[0].name!r}" if rejecting[0].name else "its quota"
                 reject_message = (
@@ -81,7 +81,7 @@ def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
                 )
             if exhausted:
                 continue
-            if any(e.state == "SoftLimited" for e in matched):
+            if any(e.state == SOFT_LIMITED for e in matched):
                 soft.append((target, rpm, tpm))
             else:
                 normal.append((target, rpm, tpm))
