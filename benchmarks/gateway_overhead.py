@@ -44,6 +44,7 @@ import yaml
 
 from benchmarks import REPO_ROOT
 from benchmarks.common import load_average, machine, now_iso, ratio, rss_kib, write_results
+from llmroute.api.route import parse_route
 from llmroute.render import render_route
 from localcluster.controlplane import free_port
 from localcluster.runner import (
@@ -131,7 +132,7 @@ def llmroute_pod(
     upstream_base: str, *, cpu: str = "1", workers: int = 0
 ) -> tuple[PodInputs, dict[str, Any]]:
     """(b): the rendered Deployment's pod with its rendered ConfigMap; also the config."""
-    rendered = render_route(bench_route(upstream_base, cpu=cpu, workers=workers))
+    rendered = render_route(parse_route(bench_route(upstream_base, cpu=cpu, workers=workers)))
     deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
     config_map = next(o for o in rendered.objects if o["kind"] == "ConfigMap")
     master = rendered.generated_secret

@@ -59,7 +59,7 @@ def register_settings(assignments: list[tuple[str, Any]]) -> None:
 
 
 def apply_patches(names: list[str]) -> None:
-    from llmroute.handlers import route
+    from llmroute.route import reconcile as route
 
     for name in names:
         if name == "no-quota-list":
@@ -90,20 +90,21 @@ def _skip_listed_secret_events() -> None:
 
 
 def _skip_caught_up(route: Any) -> None:
+    from llmroute.api.route import parse_route
     from llmroute.render import render_route
 
     reconcile = route._reconcile_locked
 
-    def reconcile_unless_caught_up(body: dict, logger: Any) -> None:
+    def reconcile_unless_caught_up(body: dict, optional_children: Any, logger: Any) -> None:
         status = body.get("status") or {}
         if status.get("observedGeneration") == body["metadata"].get("generation"):
             try:
-                rendered = render_route(body, master_key_secret=route._master_key_secret_name(body))
+                rendered = render_route(parse_route(body))
             except Exception:
                 rendered = None
             if rendered is not None and rendered.config_hash == status.get("configHash"):
                 return
-        reconcile(body, logger)
+        reconcile(body, optional_children, logger)
 
     route._reconcile_locked = reconcile_unless_caught_up
 

@@ -63,6 +63,7 @@ from benchmarks.common import (
 from benchmarks.profiling import Sampler, share, summarize
 from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.api.route import parse_route
 from llmroute.render import render_route
 from localcluster.controlplane import free_port
 
@@ -443,7 +444,7 @@ def floor_reconcile(api, route: dict[str, Any], *, create_secret: bool) -> None:
 
     meta = route["metadata"]
     name = f"{meta['name']}-master-key"
-    rendered = render_route(route, master_key_secret=name)
+    rendered = render_route(parse_route(route), master_key_secret=name)
     owner = kube.owner_reference(route)
     for obj in rendered.objects:
         kube.apply(
