@@ -18,28 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from llmroute.api import validation
-from llmroute.api.schema import schema_default
+from llmroute.api.schema import schema_default, schema_enum
 
-PROVIDERS: Final = frozenset(
-    {
-        "anthropic",
-        "openai",
-        "gemini",
-        "azure",
-        "bedrock",
-        "vertex_ai",
-        "mistral",
-        "groq",
-        "ollama",
-        "openai-compatible",
-    }
-)
-STRATEGIES: Final = frozenset({"priority", "cost", "latency", "weighted", "least-busy"})
-FALLBACK_ON: Final = frozenset({"errors", "rateLimit", "timeout", "contextWindow"})
+# The enums of the CRD schema, read from it.
+PROVIDERS: Final = frozenset(schema_enum("LLMRoute", "spec.models[].targets[].provider"))
+STRATEGIES: Final = frozenset(schema_enum("LLMRoute", "spec.models[].strategy"))
+FALLBACK_ON: Final = frozenset(schema_enum("LLMRoute", "spec.router.fallbackOn[]"))
+LOG_LEVELS: Final = frozenset(schema_enum("LLMRoute", "spec.proxy.logLevel"))
 # LiteLLM has one switch for upstream failures (router_settings.fallbacks): errors, rate limits
 # and timeouts fall back together. Only context-window errors have a switch of their own.
 UPSTREAM_FAILURES: Final = frozenset({"errors", "rateLimit", "timeout"})
-LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
 
 _MODEL_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]{0,62}$")
 _CALLER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
