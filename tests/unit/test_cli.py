@@ -15,16 +15,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from llmroute.cli import (
-    age,
-    format_table,
-    group_usage,
-    main,
-    quota_status,
-    route_status,
-    status_tables,
-    usage_table,
-)
+from llmroute.cli import main
+from llmroute.cli.status import quota_status, route_status, status_tables
+from llmroute.cli.tables import age, format_table, money
+from llmroute.cli.usage import group_usage, usage_table
 from llmroute.quota.counters import Usage
 from llmroute.quota.usage import UsageRow
 from llmroute.render import MASTER_KEY_PLACEHOLDER, render_route
@@ -442,6 +436,16 @@ def test_format_table_pads_columns_three_spaces_apart() -> None:
         format_table(["A", "LONGER"], [["xyz", "1"], ["", "22"]])
         == "A     LONGER\nxyz   1\n      22"
     )
+
+
+def test_money_reads_in_cents_or_to_the_millionth() -> None:
+    assert money(12.5) == "$12.50"
+    assert money(1234) == "$1,234.00"
+    assert money(0) == "$0.00"
+    # Below a cent, cents would read as nothing spent.
+    assert money(0.0012) == "$0.0012"
+    assert money(None) == "-"
+    assert money(0.00149, micro=True) == "0.001490"
 
 
 def usage_row(model: str, caller: str, task: str, requests: int, spend: float) -> UsageRow:
