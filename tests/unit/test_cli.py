@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,30 @@ def test_help_describes_each_command(command: list[str], expected: list[str]) ->
         assert result.exit_code == 0, result.output
         for text in expected:
             assert text in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["--help"], ["validate", "-f", str(REPO_ROOT / "examples/smart-chain.yaml")]],
+    ids=["help", "validate"],
+)
+def test_commands_without_a_cluster_do_not_import_litellm_kopf_or_kubernetes(
+    command: list[str],
+) -> None:
+    # A fresh interpreter: this one has imported them for other tests.
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from llmroute.cli import main\n"
+        f"result = CliRunner().invoke(main, {command!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('litellm', 'kopf', 'kubernetes') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # -- render ---------------------------------------------------------------------------------------

@@ -137,6 +137,7 @@ def list_objects(api: Any, plural: str, namespace: str | None) -> list[dict[str,
 
 
 def route_missing(api: Any, namespace: str, name: str) -> bool:
+    """Whether the API server answers 404 for the LLMRoute; other failures are errors."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
