@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +17,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from llmroute.cli import (
-    age,
-    format_table,
-    group_usage,
-    main,
-    quota_status,
-    route_status,
-    status_tables,
-    usage_table,
-)
+from llmroute.cli import main
+from llmroute.cli.status import quota_status, route_status, status_tables
+from llmroute.cli.tables import age, format_table, money
+from llmroute.cli.usage import group_usage, usage_table
 from llmroute.quota.counters import Usage
 from llmroute.quota.usage import UsageRow
 from llmroute.render import MASTER_KEY_PLACEHOLDER
@@ -98,6 +94,30 @@ def test_help_describes_each_command(command: list[str], expected: list[str]) ->
         assert result.exit_code == 0, result.output
         for text in expected:
             assert text in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["--help"], ["validate", "-f", str(REPO_ROOT / "examples/smart-chain.yaml")]],
+    ids=["help", "validate"],
+)
+def test_commands_without_a_cluster_do_not_import_litellm_kopf_or_kubernetes(
+    command: list[str],
+) -> None:
+    # A fresh interpreter: this one has imported them for other tests.
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from llmroute.cli import main\n"
+        f"result = CliRunner().invoke(main, {command!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('litellm', 'kopf', 'kubernetes') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -443,6 +463,16 @@ def test_format_table_pads_columns_three_spaces_apart() -> None:
         format_table(["A", "LONGER"], [["xyz", "1"], ["", "22"]])
         == "A     LONGER\nxyz   1\n      22"
     )
+
+
+def test_money_reads_in_cents_or_to_the_millionth() -> None:
+    assert money(12.5) == "$12.50"
+    assert money(1234) == "$1,234.00"
+    assert money(0) == "$0.00"
+    # Below a cent, cents would read as nothing spent.
+    assert money(0.0012) == "$0.0012"
+    assert money(None) == "-"
+    assert money(0.00149, micro=True) == "0.001490"
 
 
 def usage_row(model: str, caller: str, task: str, requests: int, spend: float) -> UsageRow:

@@ -7,16 +7,11 @@ from typing import Any
 
 import pytest
 
+from llmroute.cli.usage import USAGE_DIMENSIONS, group_usage, usage_table
 from llmroute.quota.counters import Usage, counter_samples, parse_metrics
 from llmroute.quota.ledger import ReplicaScrape
 from llmroute.quota.scrape import ProxyReplica, ReplicaMetrics
-from llmroute.quota.usage import (
-    TABLE_COLUMNS,
-    format_table,
-    route_usage,
-    usage_rows,
-    usage_table,
-)
+from llmroute.quota.usage import route_usage, usage_rows
 
 METRICS = (Path(__file__).parent / "data" / "litellm_metrics.txt").read_text()
 GPT4_REQUEST = 0.0006  # openai/gpt-4 in LiteLLM's price map, 10 + 5 tokens
@@ -106,7 +101,7 @@ def test_without_declared_tasks_the_tag_labels_name_them() -> None:
 
 def test_table() -> None:
     rows = route_usage(ROUTE, [replica_metrics("a")])
-    text = format_table(TABLE_COLUMNS, usage_table(rows))
+    text = usage_table(group_usage(rows, USAGE_DIMENSIONS), USAGE_DIMENSIONS)
     lines = text.splitlines()
     assert lines[0].split() == [
         "NAMESPACE",
@@ -123,8 +118,23 @@ def test_table() -> None:
         "SPEND",
         "USD",
     ]
-    assert len(lines) == 1 + len(rows)
+    # A line per row (each target of the fixture's route is a distinct provider/model), then
+    # the TOTAL line.
+    assert len(lines) == 1 + len(rows) + 1
+    assert lines[-1].split()[:2] == ["TOTAL", str(sum(r.usage.requests for r in rows))]
     assert lines[1].split()[:2] == ["team-a", "gw"]
     assert any(line.split()[4:7] == ["_master", "-", "1"] for line in lines[1:])
-    assert format_table(TABLE_COLUMNS, []) == "  ".join(TABLE_COLUMNS)
+    columns = [
+        "NAMESPACE",
+        "ROUTE",
+        "MODEL",
+        "TARGET",
+        "CALLER",
+        "TASK",
+        "REQUESTS",
+        "INPUT TOKENS",
+        "OUTPUT TOKENS",
+        "SPEND USD",
+    ]
+    assert usage_table([], USAGE_DIMENSIONS) == "   ".join(columns)
     assert rows[0].to_json()["spendUSD"] == rows[0].usage.spend_usd

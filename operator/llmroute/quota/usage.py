@@ -1,10 +1,11 @@
 """Usage per route, model, target, caller and task, from the proxies' counters.
 
-The table behind `llmroute usage`. It shows what the running proxy replicas counted since
-they started (LiteLLM keeps no history without a database); the spend of a budget period is
-in each ModelQuota's status. Callers are the route's declared callers (the gateway labels a
-request with its caller's name; "_master" is the master key), tasks the declared tasks whose
-tag the request carried, so every label is bounded by the spec.
+The rows behind `llmroute usage` (llmroute.cli.usage sums and prints them): what the
+running proxy replicas counted since they started (LiteLLM keeps no history without a
+database); the spend of a budget period is in each ModelQuota's status. Callers are the
+route's declared callers (the gateway labels a request with its caller's name; "_master" is
+the master key), tasks the declared tasks whose tag the request carried, so every label is
+bounded by the spec.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -32,19 +33,6 @@ from llmroute.quota.counters import (
     counter_samples,
 )
 from llmroute.quota.scrape import Fetch, ReplicaMetrics, scrape_route
-
-TABLE_COLUMNS: Final = (
-    "NAMESPACE",
-    "ROUTE",
-    "MODEL",
-    "TARGET",
-    "CALLER",
-    "TASK",
-    "REQUESTS",
-    "INPUT TOKENS",
-    "OUTPUT TOKENS",
-    "SPEND USD",
-)
 
 
 @dataclass(frozen=True)
@@ -208,31 +196,3 @@ def gather_usage(
             if m.families is None
         ]
     return UsageReport(rows=rows, unanswered=unanswered)
-
-
-def usage_table(rows: Sequence[UsageRow]) -> list[list[str]]:
-    """The rows as text cells under TABLE_COLUMNS (the CLI prints them aligned)."""
-    return [
-        [
-            row.namespace,
-            row.route,
-            row.model,
-            row.target,
-            row.caller or "-",
-            row.task or "-",
-            str(row.usage.requests),
-            str(row.usage.input_tokens),
-            str(row.usage.output_tokens),
-            f"{row.usage.spend_usd:.6f}",
-        ]
-        for row in rows
-    ]
-
-
-def format_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
-    """Columns aligned as kubectl aligns them (two spaces apart)."""
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
-    lines = [header, *cells]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines
-    )

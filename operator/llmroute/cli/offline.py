@@ -1,0 +1,229 @@
+"""`llmroute validate` and `llmroute render`: manifest files, without a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from .manifests import FILENAME_OPTION, from_several_files, load_documents
+from .output import dump_yaml
+
+if TYPE_CHECKING:
+    from ..render.compose import ComposeProject
+
+
+# -- validate ------------------------------------------------------------------------------------
+
+
+@click.command()
+@FILENAME_OPTION
+@click.option(
+    "--check-litellm",
+    is_flag=True,
+    help="Also load each route's rendered config with the pinned litellm release, as the "
+    "operator does before it applies anything (takes a few seconds: it imports litellm).",
+)
+def validate(files: tuple[IO[str], ...], check_litellm: bool) -> None:
+    """Check LLMRoute and ModelQuota manifests without a cluster.
+
+    Each manifest is checked against the CRD schema with its defaults applied (types, enums,
+    patterns, required and unknown fields), the CRD's cross-field rules, and, for an
+    LLMRoute, everything the operator checks before it renders the gateway. Problems go to
+    stderr, one line each, naming the field:
+
+    \b
+      LLMRoute/gateway: spec.models[0].fallbacks[0]: names no model of this route ("cheep")
+
+    Exit status: 0 when every manifest is valid, 1 when any is not (or a file cannot be read
+    as YAML), 2 for a usage error.
+    """
+    documents = load_documents(files)
+    several = from_several_files(documents)
+    failed = False
+    for document in documents:
+        with _quiet_litellm(check_litellm):
+            problems = manifest_problems(document.body, check_litellm=check_litellm)
+        for problem in problems:
+            click.echo(f"{document.label(several)}: {problem}", err=True)
+        if not problems:
+            click.echo(f"{document.label(several)}: valid")
+        failed = failed or bool(problems)
+    sys.exit(1 if failed else 0)
+
+
+@contextlib.contextmanager
+def _quiet_litellm(active: bool) -> Iterator[None]:
+    """LiteLLM's warnings about a config it accepts would read like problems of the manifest.
+
+    LiteLLM reads LITELLM_LOG when it is first imported; the variable is restored after.
+    """
+    previous = os.environ.get("LITELLM_LOG")
+    if active and previous is None:
+        os.environ["LITELLM_LOG"] = "ERROR"
+    try:
+        yield
+    finally:
+        if active and previous is None:
+            os.environ.pop("LITELLM_LOG", None)
+
+
+def manifest_problems(obj: Any, *, check_litellm: bool = False) -> list[str]:
+    """What is wrong with one manifest, each as "field: message"; empty when it is valid."""
+    from ..api.validation import validate as validate_object
+
+    problems = [str(error) for error in validate_object(obj)]
+    if problems or obj.get("kind") != "LLMRoute":
+        return problems
+    from ..api.route import SpecError, parse_route
+    from ..render import check_litellm_config, render_route
+
+    try:
+        rendered = render_route(parse_route(obj))
+    except SpecError as error:
+        return [str(error)]
+    if check_litellm:
+        return [f"rendered LiteLLM config: {p}" for p in check_litellm_config(rendered.config)]
+    return []
+
+
+# -- render --------------------------------------------------------------------------------------
+
+
+@click.command()
+@FILENAME_OPTION
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["k8s", "compose"]),
+    default="k8s",
+    show_default=True,
+    help="k8s: the Kubernetes objects the operator would apply. compose: a Compose file "
+    "that runs the same gateway with docker compose.",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    default="default",
+    show_default=True,
+    help="Namespace for routes that name none.",
+)
+@click.option("--route", "route_name", help="Render only the LLMRoute with this name.")
+def render(
+    files: tuple[IO[str], ...], output_format: str, namespace: str, route_name: str | None
+) -> None:
+    """Print what an LLMRoute becomes, without a cluster.
+
+    --format k8s (default): the child objects the operator would apply, as a multi-document
+    YAML stream: ConfigMap, NetworkPolicy, Service, Deployment, and a PodDisruptionBudget or
+    HorizontalPodAutoscaler when the spec asks for them. A route without
+    spec.auth.masterKeySecretRef gets the Secret <route>-master-key first; its value here is
+    a placeholder: the operator writes a random key when it creates the Secret.
+
+    --format compose: a Compose file (Docker Compose 2.23.1 or newer) that runs the route's
+    LiteLLM proxy on this machine at http://127.0.0.1:4000 with the config the operator would
+    render, plus a local Ollama with a named volume when the route has a managed one
+    (spec.ollama). Keys come from environment variables, listed at the top of the file:
+
+    \b
+      llmroute render -f examples/smart-chain.yaml --format compose > compose.yaml
+      export LLMROUTE_MASTER_KEY=sk-$(openssl rand -hex 24)
+      export ANTHROPIC_API_KEY=... OPENAI_API_KEY=...
+      docker compose -f compose.yaml up -d
+
+    ModelQuotas in the same files shape the routes they reference (their rpm/tpm limits).
+    Exit status: 0 on success, 1 when a route is invalid (the problems go to stderr, naming
+    the field) or the files hold no LLMRoute, 2 for a usage error.
+    """
+    from ..api.route import SpecError, parse_route
+    from ..api.validation import validate as validate_object
+    from ..quota.effects import quota_effects
+    from ..render import render_route
+    from ..render.compose import render_compose
+
+    documents = load_documents(files)
+    several = from_several_files(documents)
+    routes = [d for d in documents if d.kind == "LLMRoute"]
+    if route_name is not None:
+        routes = [d for d in routes if d.name == route_name]
+    if not routes:
+        names = ", ".join(sorted({d.source for d in documents}))
+        wanted = f"LLMRoute {route_name!r}" if route_name else "LLMRoute"
+        raise click.ClickException(
+            f"no {wanted} in {names} (ModelQuotas render nothing of their own: render the "
+            "route they reference, with the quotas in the same files)"
+        )
+    if output_format == "compose" and len(routes) > 1:
+        found = ", ".join(str(d.name) for d in routes)
+        raise click.ClickException(
+            f"a Compose file holds one route; the files have {len(routes)} ({found}): "
+            "choose one with --route NAME"
+        )
+    quotas = [d.body for d in documents if d.kind == "ModelQuota"]
+
+    objects: list[dict[str, Any]] = []
+    projects: list[tuple[dict[str, Any], ComposeProject]] = []
+    failed = False
+    for document in routes:
+        body = document.body
+        if isinstance(body.setdefault("metadata", {}), dict):
+            body["metadata"].setdefault("namespace", namespace)
+        errors = [str(e) for e in validate_object(body)]
+        if not errors:
+            effects = quota_effects(_quotas_of(body, quotas, namespace), str(document.name))
+            try:
+                route = parse_route(body)
+                if output_format == "compose":
+                    projects.append((body, render_compose(route, quotas=effects)))
+                else:
+                    rendered = render_route(route, quotas=effects)
+                    if rendered.generated_secret is not None:
+                        objects.append(rendered.generated_secret)
+                    objects.extend(rendered.objects)
+            except SpecError as error:
+                errors = [str(error)]
+        for error in errors:
+            click.echo(f"{document.label(several)}: {error}", err=True)
+        failed = failed or bool(errors)
+    if failed:
+        sys.exit(1)
+    if output_format == "compose":
+        body, project = projects[0]
+        click.echo(_compose_header(body, project) + dump_yaml(project.document), nl=False)
+    else:
+        click.echo(dump_yaml(objects, many=True), nl=False)
+
+
+def _quotas_of(
+    route: Mapping[str, Any], quotas: Sequence[dict[str, Any]], namespace: str
+) -> list[dict[str, Any]]:
+    """The quotas of the route's namespace (a manifest without one is in -n's)."""
+    route_namespace = route["metadata"]["namespace"]
+    return [
+        q
+        for q in quotas
+        if (q.get("metadata") or {}).get("namespace", namespace) == route_namespace
+    ]
+
+
+def _compose_header(route: Mapping[str, Any], project: ComposeProject) -> str:
+    metadata = route.get("metadata") or {}
+    width = max(len(v.name) for v in project.variables)
+    lines = [
+        f"# LLMRoute {metadata.get('namespace')}/{metadata.get('name')} as a Compose file "
+        "(llmroute render --format compose).",
+        "# Needs Docker Compose 2.23.1 or newer. Export these variables, then run",
+        "# docker compose -f FILE up -d",
+    ]
+    for variable in project.variables:
+        need = "" if variable.required else " (optional)"
+        lines.append(f"#   {variable.name.ljust(width)}  {variable.used_for}{need}")
+    lines += [
+        "# LLMROUTE_MASTER_KEY is the gateway's own key; make one: sk-$(openssl rand -hex 24)",
+        "# The gateway: http://127.0.0.1:4000/v1 (OpenAI API; the key as 'Authorization: Bearer').",
+    ]
+    return "\n".join(lines) + "\n"
