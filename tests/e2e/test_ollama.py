@@ -2,7 +2,7 @@
 NetworkPolicy and the model volume, and a request that reaches the local model.
 
 kwok runs the Ollama pod in name only and the process runner serves a fake Ollama at its IP,
-so the pull step itself (render/ollama_pull.sh) is not run here: tests/unit/test_ollama_pull.py
+so the pull step itself (payloads/ollama_pull.sh) is not run here: tests/unit/test_ollama_pull.py
 runs it. What is real here is what the cluster does with the objects: the StatefulSet
 controller's claims, revisions and retention, garbage collection, scheduling onto a bound
 volume, and the real litellm proxy answering from Ollama when the clouds fail.

@@ -6,9 +6,7 @@ same output. The handlers fetch inputs, call render_route, and apply what it ret
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.resources
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from llmroute.payloads import GATEWAY_AUTH, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
@@ -62,10 +61,9 @@ class RenderedRoute:
     rejected_models: dict[str, str] = field(default_factory=dict)
 
 
-@functools.cache
 def auth_module_source() -> str:
-    """The text of gateway_auth.py, shipped to the proxy as llmroute_auth.py."""
-    return importlib.resources.files(__package__).joinpath("gateway_auth.py").read_text("utf-8")
+    """The text of payloads/gateway_auth.py, shipped to the proxy as llmroute_auth.py."""
+    return payload_text(GATEWAY_AUTH)
 
 
 def _canonical(value: object) -> str:
