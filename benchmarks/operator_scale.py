@@ -64,7 +64,7 @@ from benchmarks.profiling import Sampler, share, summarize
 from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.render import render_route
-from localcluster.controlplane import free_port
+from localcluster import free_port
 
 NAMESPACE = "bench"
 SECRET = "provider-keys"

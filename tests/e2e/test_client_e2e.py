@@ -31,8 +31,7 @@ from llmroute.client import (
     ServerError,
     call_llm,
 )
-from localcluster.controlplane import free_port
-from localcluster.fakes import FakeOpenAI
+from localcluster import FakeOpenAI, free_port
 
 pytestmark = pytest.mark.e2e
 

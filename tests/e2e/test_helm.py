@@ -18,9 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from built_tools import require_tools
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.render import render_route
-from localcluster import tools
-from localcluster.controlplane import LocalCluster
-from localcluster.wait import wait_for
+from localcluster import LocalCluster, tools, wait_for
 from manifests import OPENAI_ROUTE, changed
 
 pytestmark = pytest.mark.e2e

@@ -24,9 +24,7 @@ from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.handlers.ollama import keep_claim_templates, observe_ollama
 from llmroute.render import render_route
-from localcluster.fakes import Behaviour, FakeAnthropic, FakeOpenAI
-from localcluster.runner import ProcessRunner
-from localcluster.wait import wait_for
+from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 

@@ -23,7 +23,7 @@ from llmroute.handlers.ollama import (
     with_ollama_condition,
 )
 from llmroute.render.inputs import parse_route
-from localcluster.fakes import FakeOllama
+from localcluster import FakeOllama
 
 
 @pytest.mark.parametrize(
