@@ -17,10 +17,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes. The wheel[s]
-# pattern matches nothing when the context has no wheels/ folder, and pip uses the package
-# index; with wheels, their files land in /wheels next to pyproject.toml and a pip config file
-# points every pip run of this stage (build isolation included) at them alone.
+# Dependencies first, the operator's included (the extra `operator`): this layer is rebuilt
+# only when pyproject.toml changes. The wheel[s] pattern matches nothing when the context has
+# no wheels/ folder, and pip uses the package index; with wheels, their files land in /wheels
+# next to pyproject.toml and a pip config file points every pip run of this stage (build
+# isolation included) at them alone.
 COPY pyproject.toml wheel[s] /wheels/
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN mv /wheels/pyproject.toml /src/pyproject.toml; \
@@ -28,16 +29,18 @@ RUN mv /wheels/pyproject.toml /src/pyproject.toml; \
         printf '[global]\nno-index = true\nfind-links = /wheels\n' > /etc/pip.conf; \
     fi; \
     python -m venv /opt/venv; \
-    python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' \
         > /tmp/requirements.txt; \
     /opt/venv/bin/pip install --requirement /tmp/requirements.txt
 
-# Then the project itself, as a wheel (the CRDs are package data).
+# Then the project itself, as a wheel (the CRDs are package data), with the extra `operator`:
+# its packages are in place from the layer above, so pip adds only llmroute.
 COPY README.md /src/
 COPY crds/ /src/crds/
 COPY operator/ /src/operator/
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/dist /src; \
-    /opt/venv/bin/pip install --no-deps /tmp/dist/llmroute-*.whl; \
+    wheel=$(echo /tmp/dist/llmroute-*.whl); \
+    /opt/venv/bin/pip install "${wheel}[operator]"; \
     /opt/venv/bin/llmroute --version
 
 

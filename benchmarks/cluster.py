@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from localcluster.controlplane import FAKE_NODE, LocalCluster
+from localcluster import FAKE_NODE, LocalCluster
 
 OPERATOR_USER = "llmroute-operator"
 BENCH_POD_CIDR = "10.128.0.0/16"

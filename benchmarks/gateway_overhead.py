@@ -46,10 +46,10 @@ from benchmarks import REPO_ROOT
 from benchmarks.common import load_average, machine, now_iso, ratio, rss_kib, write_results
 from llmroute.api.route import parse_route
 from llmroute.render import render_route
-from localcluster.controlplane import free_port
-from localcluster.runner import (
+from localcluster import (
     ManagedProcess,
     ProxyLaunch,
+    free_port,
     launch_proxy,
     plan_proxy_launch,
     wait_http_ok,

@@ -65,7 +65,7 @@ from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.route import parse_route
 from llmroute.render import render_route
-from localcluster.controlplane import free_port
+from localcluster import free_port
 
 NAMESPACE = "bench"
 SECRET = "provider-keys"

@@ -233,10 +233,17 @@ ensure_base() {
 
 # -- 3. wheels -------------------------------------------------------------------------------
 
+# What the Dockerfile installs: the dependencies, the operator's (the extra `operator`) and
+# the build backend.
 requirements() {
-  "$PYTHON" -c 'import sys, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))
-print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"]))'
+  "$PYTHON" -c 'import tomllib
+pyproject = tomllib.load(open("pyproject.toml", "rb"))
+project = pyproject["project"]
+print("\n".join(
+    project["dependencies"]
+    + project["optional-dependencies"]["operator"]
+    + pyproject["build-system"]["requires"]
+))'
 }
 
 # pip evaluates environment markers for the Python that runs it, whatever --python-version

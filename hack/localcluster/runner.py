@@ -48,11 +48,10 @@ import urllib.request
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from llmroute.render import sizing
+from kubernetes.utils.quantity import parse_quantity
 
 from .fakes import FakeOllama
 from .processes import die_with_parent, tail
@@ -537,14 +536,6 @@ def _field_ref(pod: Mapping[str, Any], path: str) -> str:
     if path not in simple:
         raise UnsupportedPod(f"unsupported fieldRef {path}")
     return str(simple[path] or "")
-
-
-def parse_quantity(quantity: str | int | float) -> Decimal:
-    """A Kubernetes resource quantity ("500m", "2Gi", "1e3") as a number."""
-    value = sizing.parse_quantity(quantity)
-    if value is None:
-        raise ValueError(f"not a quantity: {quantity!r}")
-    return value
 
 
 def _resource_field_ref(

@@ -1,7 +1,7 @@
 """Versions of the workloads the operator deploys, pinned once.
 
-LITELLM_VERSION must equal the litellm pin in pyproject.toml: the operator validates
-rendered configs with the same litellm release the proxy image runs.
+LITELLM_VERSION must equal the litellm pin in pyproject.toml (the extra `operator`): the
+operator validates rendered configs with the same litellm release the proxy image runs.
 """
 
 LITELLM_VERSION = "1.106.2"

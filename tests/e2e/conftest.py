@@ -16,8 +16,7 @@ import pytest
 from kubernetes import client
 
 from built_tools import require_tools
-from localcluster.controlplane import LocalCluster, free_port
-from localcluster.runner import ProcessRunner
+from localcluster import LocalCluster, ProcessRunner, free_port
 
 
 @pytest.fixture(scope="session")

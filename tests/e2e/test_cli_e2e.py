@@ -21,9 +21,7 @@ from kubernetes import client
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
 from llmroute.cli import main
 from llmroute.client import LLMRouteClient
-from localcluster.fakes import FakeOpenAI
-from localcluster.runner import ProcessRunner
-from localcluster.wait import wait_for
+from localcluster import FakeOpenAI, ProcessRunner, wait_for
 from manifests import OPENAI_ROUTE, changed
 
 pytestmark = pytest.mark.usefixtures("operator")

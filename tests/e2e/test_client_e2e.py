@@ -1,7 +1,7 @@
 """llmroute.client against the real litellm proxy, configured as llmroute configures it.
 
 One proxy for the module: the route's model ``smart`` on a fake OpenAI upstream, a master
-key, and llmroute's auth hook (render/gateway_auth.py, shipped to the pod as
+key, and llmroute's auth hook (payloads/gateway_auth.py, shipped to the pod as
 llmroute_auth.py) with one declared caller limited to the task ``summarize``.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-import llmroute.render.gateway_auth as gateway_auth_module
+import llmroute.payloads.gateway_auth as gateway_auth_module
 from llmroute.client import (
     AuthenticationError,
     BadRequestError,
@@ -31,8 +31,7 @@ from llmroute.client import (
     ServerError,
     call_llm,
 )
-from localcluster.controlplane import free_port
-from localcluster.fakes import FakeOpenAI
+from localcluster import FakeOpenAI, free_port
 
 pytestmark = pytest.mark.e2e
 

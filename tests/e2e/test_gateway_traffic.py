@@ -19,9 +19,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster.fakes import Behaviour, FakeAnthropic, FakeOllama, FakeOpenAI
-from localcluster.runner import ProcessRunner
-from localcluster.wait import wait_for
+from localcluster import Behaviour, FakeAnthropic, FakeOllama, FakeOpenAI, ProcessRunner, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -17,9 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from built_tools import require_tools
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster import tools
-from localcluster.controlplane import LocalCluster
-from localcluster.wait import wait_for
+from localcluster import LocalCluster, tools, wait_for
 from manifests import OPENAI_ROUTE, changed, render_manifest
 
 pytestmark = pytest.mark.e2e

@@ -33,10 +33,7 @@ from kubernetes import client
 
 import llmroute
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster import tools
-from localcluster.controlplane import LocalCluster, free_port
-from localcluster.docker import DockerEngine, DockerUnavailable
-from localcluster.wait import wait_for
+from localcluster import DockerEngine, DockerUnavailable, LocalCluster, free_port, tools, wait_for
 from manifests import OPENAI_ROUTE, changed
 
 # A cold build (base image, wheels, every layer) takes most of this.

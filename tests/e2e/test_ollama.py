@@ -2,7 +2,7 @@
 NetworkPolicy and the model volume, and a request that reaches the local model.
 
 kwok runs the Ollama pod in name only and the process runner serves a fake Ollama at its IP,
-so the pull step itself (render/ollama_pull.sh) is not run here: tests/unit/test_ollama_pull.py
+so the pull step itself (payloads/ollama_pull.sh) is not run here: tests/unit/test_ollama_pull.py
 runs it. What is real here is what the cluster does with the objects: the StatefulSet
 controller's claims, revisions and retention, garbage collection, scheduling onto a bound
 volume, and the real litellm proxy answering from Ollama when the clouds fail.
@@ -24,9 +24,7 @@ from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.route import parse_route
 from llmroute.route.ollama import keep_claim_templates, observe_ollama
-from localcluster.fakes import Behaviour, FakeAnthropic, FakeOpenAI
-from localcluster.runner import ProcessRunner
-from localcluster.wait import wait_for
+from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, wait_for
 from manifests import render_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]

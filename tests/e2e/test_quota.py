@@ -17,9 +17,7 @@ import pytest
 from kubernetes import client
 
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
-from localcluster.fakes import Behaviour, FakeOpenAI
-from localcluster.runner import ProcessInfo, ProcessRunner
-from localcluster.wait import wait_for
+from localcluster import Behaviour, FakeOpenAI, ProcessInfo, ProcessRunner, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 

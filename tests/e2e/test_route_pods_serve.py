@@ -9,9 +9,7 @@ import pytest
 from kubernetes import client
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster.fakes import FakeOpenAI
-from localcluster.runner import ProcessRunner
-from localcluster.wait import wait_for
+from localcluster import FakeOpenAI, ProcessRunner, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 

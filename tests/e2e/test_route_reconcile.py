@@ -9,7 +9,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster.wait import wait_for
+from localcluster import wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -1,4 +1,4 @@
-"""The managed Ollama's command (render/ollama_pull.sh), run as the pod runs it, against a
+"""The managed Ollama's command (payloads/ollama_pull.sh), run as the pod runs it, against a
 stand-in `ollama` on PATH that records its calls and holds models in a directory.
 
 The stand-in answers like the real CLI where the script depends on it: `serve` runs until

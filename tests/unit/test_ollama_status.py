@@ -23,7 +23,7 @@ from llmroute.route.ollama import (
     wanted_models,
     with_ollama_condition,
 )
-from localcluster.fakes import FakeOllama
+from localcluster import FakeOllama
 
 
 @pytest.mark.parametrize(

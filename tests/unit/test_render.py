@@ -20,17 +20,15 @@ import yaml
 from llmroute import versions
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import SpecError
+from llmroute.payloads import gateway_auth as gateway_auth_module
 from llmroute.render import MASTER_KEY_PLACEHOLDER
-from llmroute.render import gateway_auth as gateway_auth_module
-from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE
 from llmroute.render.credentials import MASTER_KEY_ENV, secret_env_var
-from llmroute.render.litellm_config import AUTH_MODULE
 from llmroute.render.proxy import AUTH_MODULE_FILE
 from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "route.yaml").is_file())
-AUTH_MODULE_STANDIN = "<the text of operator/llmroute/render/gateway_auth.py>"
+AUTH_MODULE_STANDIN = "<the text of operator/llmroute/payloads/gateway_auth.py>"
 
 
 def load_case(case: str) -> tuple[dict[str, Any], list[QuotaEffect], dict[str, Any]]:
@@ -188,14 +186,6 @@ def test_defaults_applied_match_explicit_defaults() -> None:
         "logLevel": "WARNING",
     }
     assert render_manifest(explicit) == render_manifest(route)
-
-
-def test_names_shared_with_the_shipped_auth_module() -> None:
-    # gateway_auth.py runs inside the proxy without llmroute installed: it repeats these.
-    assert gateway_auth_module.DEFAULT_KEYS_DIR == KEYS_DIR
-    assert gateway_auth_module.POLICY_FILE_NAME == POLICY_FILE
-    assert gateway_auth_module.MASTER_KEY_ENV == MASTER_KEY_ENV
-    assert f"{AUTH_MODULE}.py" == AUTH_MODULE_FILE
 
 
 def test_child_objects_carry_the_contract_labels_and_no_owner_references() -> None:

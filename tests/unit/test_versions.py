@@ -12,11 +12,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_litellm_pin_matches_the_proxy_image() -> None:
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = [re.fullmatch(r"litellm(\[[^\]]*\])?==(.+)", d) for d in dependencies]
-    (pin,) = [m.group(2) for m in pins if m]
-    assert pin == versions.LITELLM_VERSION
-    assert versions.LITELLM_IMAGE.endswith(f":v{pin}")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"dependencies": project["dependencies"], **project["optional-dependencies"]}
+    litellm = {
+        group: [r for r in requirements if re.match(r"litellm(\[|[=<>~!]|$)", r)]
+        for group, requirements in groups.items()
+    }
+    # Pinned once, in the operator's extra; no other group names litellm.
+    assert [group for group, found in litellm.items() if found] == ["operator"]
+    (requirement,) = litellm["operator"]
+    pin = re.fullmatch(r"litellm(\[[^\]]*\])?==(.+)", requirement)
+    assert pin is not None, f"not an exact pin: {requirement}"
+    assert pin.group(2) == versions.LITELLM_VERSION
+    assert versions.LITELLM_IMAGE.endswith(f":v{pin.group(2)}")
 
 
 def test_tool_versions_are_pinned_exactly() -> None:

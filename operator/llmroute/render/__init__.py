@@ -8,9 +8,7 @@ returns.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.resources
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import yaml
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
+from llmroute.payloads import GATEWAY_AUTH, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
@@ -62,10 +61,9 @@ class RenderedRoute:
     rejected_models: dict[str, str] = field(default_factory=dict)
 
 
-@functools.cache
 def auth_module_source() -> str:
-    """The text of gateway_auth.py, shipped to the proxy as llmroute_auth.py."""
-    return importlib.resources.files(__package__).joinpath("gateway_auth.py").read_text("utf-8")
+    """The text of payloads/gateway_auth.py, shipped to the proxy as llmroute_auth.py."""
+    return payload_text(GATEWAY_AUTH)
 
 
 def _canonical(value: object) -> str:

@@ -1,4 +1,4 @@
-"""What the proxy's auth hook (gateway_auth.py) reads: its policy file and the key files.
+"""What the proxy's auth hook (payloads/gateway_auth.py) reads: its policy file and the key files.
 
 Keys are mounted as Secret volumes, one directory per key, holding just that key, so a key
 rotated in its Secret reaches the pod without a restart and without a config change:

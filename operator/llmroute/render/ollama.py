@@ -5,19 +5,18 @@ Plain dicts, without ownerReferences (the handler adds them). Rendered only when
 
 The models live on a volume from the StatefulSet's volumeClaimTemplates, retained when the
 route is deleted or scaled down: a pulled model is gigabytes, and pulling it again costs time
-and registry traffic. The container's command (ollama_pull.sh, next to this module) serves
+and registry traffic. The container's command (payloads/ollama_pull.sh) serves
 Ollama and pulls the declared models that the volume does not hold yet; the readiness probe
 passes only once all of them are present, so the pod is never Ready with a model missing.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 from typing import Any, Final
 
 from llmroute import versions
 from llmroute.api.route import Ollama, Route
+from llmroute.payloads import OLLAMA_PULL, payload_text
 from llmroute.render.labels import (
     OPERATOR_APP_NAME,
     ollama_labels,
@@ -28,7 +27,6 @@ from llmroute.render.names import OLLAMA_PORT, ollama_name
 from llmroute.render.proxy import RUN_AS_USER
 
 CONTAINER: Final = "ollama"
-PULL_SCRIPT_FILE: Final = "ollama_pull.sh"
 # The volumeClaimTemplate; its PVC is named models-<route>-ollama-0.
 MODELS_VOLUME: Final = "models"
 # On the volume, not under HOME: the image's default (/root/.ollama/models) belongs to root,
@@ -45,10 +43,9 @@ START_TIMEOUT_SECONDS: Final = 120
 TERMINATION_GRACE_SECONDS: Final = 30
 
 
-@functools.cache
 def pull_script() -> str:
-    """The text of ollama_pull.sh, the Ollama container's command."""
-    return importlib.resources.files(__package__).joinpath(PULL_SCRIPT_FILE).read_text("utf-8")
+    """The text of payloads/ollama_pull.sh, the Ollama container's command."""
+    return payload_text(OLLAMA_PULL)
 
 
 def render_ollama_objects(route: Route, operator_namespace: str | None) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The Ollama part of a route's status: the OllamaReady condition and status.ollama.models.
 
 A managed Ollama is Ready when its StatefulSet's pod is: the pod's readiness probe passes only
-once every declared model is on the volume (render/ollama_pull.sh). Which models are present is
+once every declared model is on the volume (payloads/ollama_pull.sh). Which models are present is
 read from Ollama's own /api/tags, at the pod's IP (not the Service name: the operator may run
 outside the cluster's DNS, and a headless Service lists only Ready pods), or at the external URL.
 A model whose presence cannot be read is "Unknown", never guessed.

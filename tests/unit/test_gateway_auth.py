@@ -1,5 +1,5 @@
-"""The proxy's auth hook (gateway_auth.py, shipped as llmroute_auth.py), against key files in a
-temporary directory laid out as the rendered pod mounts them."""
+"""The proxy's auth hook (payloads/gateway_auth.py, shipped as llmroute_auth.py), against key
+files in a temporary directory laid out as the rendered pod mounts them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llmroute.render import gateway_auth
-from llmroute.render.gateway_auth import GatewayAuth, GatewayAuthError, request_tags
+from llmroute.payloads import gateway_auth
+from llmroute.payloads.gateway_auth import GatewayAuth, GatewayAuthError, request_tags
 from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -1,0 +1,27 @@
+"""Code that runs inside other pods, not in the operator.
+
+The renderer ships these files as text; they never import llmroute, because llmroute is not
+installed where they run:
+- gateway_auth.py: the LiteLLM proxy's auth hook (general_settings.custom_auth), put in the
+  route's ConfigMap as llmroute_auth.py next to config.yaml. Standard library and litellm only.
+- ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
+  serves Ollama and pulls the declared models before the pod turns Ready.
+
+Each repeats a few names the renderer also uses (file names, directories, environment
+variables); tests/unit/test_payloads.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from typing import Final
+
+GATEWAY_AUTH: Final = "gateway_auth.py"
+OLLAMA_PULL: Final = "ollama_pull.sh"
+
+
+@functools.cache
+def payload_text(name: str) -> str:
+    """The text of one payload file of this folder, as shipped to its pod."""
+    return importlib.resources.files(__package__).joinpath(name).read_text("utf-8")

@@ -1,0 +1,130 @@
+"""The payloads (code that runs inside other pods) agree with the renderer on what they share.
+
+Neither can import llmroute where it runs, so each repeats a few names: file names, the keys
+directory, environment variables, defaults. These tests read the rendered objects, as the
+pods get them, and check each payload against them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import posixpath
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmroute import client
+from llmroute.payloads import GATEWAY_AUTH, OLLAMA_PULL, gateway_auth, payload_text
+from llmroute.render import RenderedRoute
+from manifests import render_manifest
+
+GOLDEN = Path(__file__).parent / "golden"
+# Where the kubelet puts a container's termination message when the pod names no other file.
+KUBERNETES_TERMINATION_LOG = "/dev/termination-log"
+
+
+def render_case(case: str) -> RenderedRoute:
+    return render_manifest(yaml.safe_load((GOLDEN / case / "route.yaml").read_text()))
+
+
+def workload(rendered: RenderedRoute, kind: str) -> dict[str, Any]:
+    (obj,) = [o for o in rendered.objects if o["kind"] == kind]
+    return obj
+
+
+def only_container(obj: dict[str, Any]) -> dict[str, Any]:
+    (container,) = obj["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def script_defaults() -> dict[str, str]:
+    """The environment variables ollama_pull.sh reads, with the default of each."""
+    return dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", payload_text(OLLAMA_PULL)))
+
+
+# -- the proxy's auth hook -------------------------------------------------------------------
+
+
+def test_the_config_names_the_shipped_hook_and_its_function() -> None:
+    rendered = render_case("callers-access")
+    module, function = rendered.config["general_settings"]["custom_auth"].split(".")
+    config_map = workload(rendered, "ConfigMap")
+    assert config_map["data"][f"{module}.py"] == payload_text(GATEWAY_AUTH)
+    assert inspect.iscoroutinefunction(getattr(gateway_auth, function))
+
+
+def test_the_policy_is_where_the_hook_looks_for_it() -> None:
+    # Next to the hook: the same ConfigMap, mounted as one directory; no variable moves it.
+    rendered = render_case("callers-access")
+    assert gateway_auth.POLICY_FILE_NAME in workload(rendered, "ConfigMap")["data"]
+    proxy = only_container(workload(rendered, "Deployment"))
+    names = {e["name"] for e in proxy["env"]}
+    assert gateway_auth.POLICY_ENV not in names
+    assert gateway_auth.KEYS_DIR_ENV not in names
+
+
+def test_every_key_file_of_the_policy_is_mounted_where_the_hook_reads_it() -> None:
+    rendered = render_case("callers-access")
+    policy = yaml.safe_load(workload(rendered, "ConfigMap")["data"][gateway_auth.POLICY_FILE_NAME])
+    pod = workload(rendered, "Deployment")["spec"]["template"]["spec"]
+    (proxy,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}
+    secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    key_files = [policy["masterKeyFile"], *(c["keyFile"] for c in policy["callers"])]
+    assert len(key_files) == 3
+    for key_file in key_files:
+        directory, name = posixpath.split(posixpath.join(gateway_auth.DEFAULT_KEYS_DIR, key_file))
+        volume = mounts[directory]
+        assert name in {item["path"] for item in secrets[volume]["items"]}
+
+
+def test_the_master_key_reaches_the_hook_through_its_variable() -> None:
+    rendered = render_case("callers-access")
+    env = {e["name"]: e for e in only_container(workload(rendered, "Deployment"))["env"]}
+    ref = env[gateway_auth.MASTER_KEY_ENV]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("gateway-admin", "token")  # spec.auth.masterKeySecretRef
+    master_key = rendered.config["general_settings"]["master_key"]
+    assert master_key == f"os.environ/{gateway_auth.MASTER_KEY_ENV}"
+
+
+def test_task_tags_have_the_form_the_hook_and_the_client_use() -> None:
+    tags = render_case("callers-access").config["litellm_settings"]["custom_prometheus_tags"]
+    assert tags == [f"{gateway_auth.TASK_TAG_PREFIX}{t}" for t in ("summarize", "triage")]
+    assert client.TASK_TAG_PREFIX == gateway_auth.TASK_TAG_PREFIX
+
+
+# -- the managed Ollama's command ------------------------------------------------------------
+
+
+def test_the_ollama_container_runs_the_shipped_script() -> None:
+    ollama = only_container(workload(render_case("managed-ollama"), "StatefulSet"))
+    shell, flag, script, *_ = ollama["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    assert script == payload_text(OLLAMA_PULL)
+
+
+def test_the_script_reads_every_variable_the_renderer_sets_with_the_same_defaults() -> None:
+    ollama = only_container(workload(render_case("managed-ollama"), "StatefulSet"))
+    rendered = {e["name"]: e["value"] for e in ollama["env"] if e["name"].startswith("LLMROUTE_")}
+    defaults = script_defaults()
+    assert rendered, "the renderer sets none of the script's variables"
+    for name, value in rendered.items():
+        assert name in defaults, f"the script does not read {name}"
+        if defaults.get(name):
+            # The script run by hand behaves as in the pod.
+            assert defaults[name] == value, name
+
+
+def test_readiness_waits_for_the_file_the_script_writes() -> None:
+    ollama = only_container(workload(render_case("managed-ollama"), "StatefulSet"))
+    test, flag, ready_file = ollama["readinessProbe"]["exec"]["command"]
+    assert (test, flag) == ("test", "-f")
+    assert script_defaults()["LLMROUTE_OLLAMA_READY_FILE"] == ready_file
+
+
+def test_a_failure_is_explained_where_kubernetes_reads_it() -> None:
+    ollama = only_container(workload(render_case("managed-ollama"), "StatefulSet"))
+    path = ollama.get("terminationMessagePath", KUBERNETES_TERMINATION_LOG)
+    assert script_defaults()["LLMROUTE_TERMINATION_LOG"] == path
