@@ -367,6 +367,19 @@ INVALID = {
         "spec.models[1].targets[0].model",
         "Required value",
     ),
+    # The API server's `$` is the end of the text; offline validation must read it so too.
+    "model-name-ending-in-newline": (
+        ROUTE,
+        {"spec.models[1].name": "cheap\n", "spec.models[0].fallbacks": DELETE},
+        "spec.models[1].name",
+        "should match",
+    ),
+    "quota-route-ref-ending-in-newline": (
+        QUOTA,
+        {"spec.routeRef.name": "gateway\n"},
+        "spec.routeRef.name",
+        "should match",
+    ),
     "quota-empty-match": (
         QUOTA,
         {"spec.match": {}},

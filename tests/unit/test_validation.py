@@ -172,6 +172,25 @@ INVALID = {
         "metadata.name",
         "at most 45 characters",
     ),
+    # Python's `$` also matches before a final newline; the API server's (Go) `$` does not.
+    "route-name-ending-in-newline": (
+        ROUTE,
+        {"metadata.name": "gateway\n"},
+        "metadata.name",
+        "DNS-1035 label",
+    ),
+    "model-name-ending-in-newline": (
+        ROUTE,
+        {"spec.models[1].name": "cheap\n", "spec.models[0].fallbacks": DELETE},
+        "spec.models[1].name",
+        "should match",
+    ),
+    "quota-route-ref-ending-in-newline": (
+        QUOTA,
+        {"spec.routeRef.name": "gateway\n"},
+        "spec.routeRef.name",
+        "should match",
+    ),
     "no-models": (ROUTE, {"spec.models": []}, "spec.models", "should have at least 1 items"),
     "duplicate-model-name": (
         ROUTE,
