@@ -37,7 +37,16 @@ Defaults are filled in by the API server when an object is stored.
 
 
 def render() -> str:
-    parts = [HEADER]
+    categories = sorted(
+        {category for kind in kinds() for category in crd_for(kind)["spec"]["names"]["categories"]}
+    )
+    parts = [
+        HEADER
+        + "\nEach kind answers to its singular, plural and short names, with or without an object"
+        + " name (`kubectl get llmroute NAME`, `kubectl get mq`); "
+        + " and ".join(f"`kubectl get {category}`" for category in categories)
+        + " lists both kinds.\n"
+    ]
     for kind in kinds():
         parts.append(_render_kind(kind))
     return "\n".join(parts).rstrip("\n") + "\n"

@@ -7,6 +7,7 @@ must name the same field: the Python mirrors of the CEL rules stay honest this w
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from built_tools import require_tools
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
+from llmroute.api.crds import crd_for
 from llmroute.api.schema import apply_defaults
 from llmroute.api.validation import validate
+from localcluster import tools
+from localcluster.controlplane import LocalCluster
 from manifests import DELETE, QUOTA, ROUTE, changed
 
 pytestmark = pytest.mark.e2e
@@ -74,11 +79,87 @@ def test_crds_are_established_with_names_and_columns(
     assert conditions["Established"] == "True"
     assert conditions["NamesAccepted"] == "True"
     assert crd.spec.names.short_names == [short_name]
-    assert crd.spec.names.categories == ["llmroute"]
+    assert crd.spec.names.categories == ["llmroute-all"]
     assert crd.status.accepted_names.short_names == [short_name]
     (version,) = crd.spec.versions
     assert (version.name, version.served, version.storage) == ("v1alpha1", True, True)
     assert [(c.name, c.json_path) for c in version.additional_printer_columns] == columns
+
+
+def kubectl_get(
+    cluster: LocalCluster, cache_dir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(tools.binary("kubectl")),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--cache-dir",
+            str(cache_dir),
+            "get",
+            *args,
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def resource_names(kind: str) -> list[str]:
+    """Every name kubectl accepts for ``kind``: singular, plural, short names, kind, and the
+    group-qualified forms."""
+    crd = crd_for(kind)
+    names, group = crd["spec"]["names"], crd["spec"]["group"]
+    bare = [names["singular"], names["plural"], *names["shortNames"], names["kind"]]
+    return [*bare, f"{names['singular']}.{group}", f"{names['plural']}.{group}"]
+
+
+@pytest.mark.parametrize(
+    ("obj", "resource"),
+    [
+        pytest.param(obj, resource, id=f"{obj['kind']}:{resource}")
+        for obj in (ROUTE, QUOTA)
+        for resource in resource_names(obj["kind"])
+    ],
+)
+def test_kubectl_gets_one_object_by_every_resource_name(
+    cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    obj: dict[str, Any],
+    resource: str,
+) -> None:
+    # A category equal to a resource name makes kubectl expand the category first, so
+    # `kubectl get llmroute NAME` failed with "you must specify only one resource".
+    require_tools("kubectl")
+    create(api, namespace, obj)
+    name = obj["metadata"]["name"]
+    result = kubectl_get(cluster, tmp_path, resource, name, "--namespace", namespace)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert (got["kind"], got["metadata"]["name"]) == (obj["kind"], name)
+
+
+def test_kubectl_lists_both_kinds_by_their_category(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    require_tools("kubectl")
+    for obj in (ROUTE, QUOTA):
+        create(api, namespace, obj)
+    (category,) = {
+        category
+        for kind in ("LLMRoute", "ModelQuota")
+        for category in crd_for(kind)["spec"]["names"]["categories"]
+    }
+    result = kubectl_get(cluster, tmp_path, category, "--namespace", namespace)
+    assert result.returncode == 0, result.stderr
+    listed = {
+        (item["kind"], item["metadata"]["name"]) for item in json.loads(result.stdout)["items"]
+    }
+    assert listed == {(obj["kind"], obj["metadata"]["name"]) for obj in (ROUTE, QUOTA)}
 
 
 # -- accepted ---------------------------------------------------------------------------------
@@ -285,6 +366,19 @@ INVALID = {
         {"spec.models[1].targets[0].model": DELETE},
         "spec.models[1].targets[0].model",
         "Required value",
+    ),
+    # The API server's `$` is the end of the text; offline validation must read it so too.
+    "model-name-ending-in-newline": (
+        ROUTE,
+        {"spec.models[1].name": "cheap\n", "spec.models[0].fallbacks": DELETE},
+        "spec.models[1].name",
+        "should match",
+    ),
+    "quota-route-ref-ending-in-newline": (
+        QUOTA,
+        {"spec.routeRef.name": "gateway\n"},
+        "spec.routeRef.name",
+        "should match",
     ),
     "quota-empty-match": (
         QUOTA,

@@ -16,7 +16,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from built_tools import require_tools
+from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.render.children import prunable_children
 from localcluster import LocalCluster, tools, wait_for
 from manifests import OPENAI_ROUTE, changed, render_manifest
 
@@ -321,6 +323,28 @@ def test_pods_pass_the_restricted_pod_security_standard(
 # -- RBAC sufficiency ------------------------------------------------------------------------
 
 
+# A spec (merged over OPENAI_ROUTE's) that asks for every child the operator prunes when the
+# spec stops asking for it: a PodDisruptionBudget and an HPA (autoscaling from two replicas)
+# and the managed Ollama (StatefulSet, Service, NetworkPolicy).
+EVERY_OPTIONAL_CHILD = {
+    "models": [
+        *OPENAI_ROUTE["spec"]["models"],
+        {"name": "local", "targets": [{"provider": "ollama", "model": "llama3.2"}]},
+    ],
+    "proxy": {"autoscaling": {"enabled": True, "minReplicas": 2}},
+    "ollama": {"models": ["llama3.2"]},
+}
+
+
+def test_the_spec_with_every_optional_child_renders_them_all() -> None:
+    route = changed(OPENAI_ROUTE, {"metadata.name": "gw", "metadata.namespace": "ns"})
+    route["spec"].update(EVERY_OPTIONAL_CHILD)
+    rendered = {
+        (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in render_manifest(route).objects
+    }
+    assert {(c.api_version, c.kind, c.name("gw")) for c in prunable_children()} <= rendered
+
+
 @pytest.fixture(params=["cluster-wide", "namespaced"])
 def watch_args(request: pytest.FixtureRequest, namespace: str) -> list[str]:
     """`llmroute run` arguments of the mode under test (none: the whole cluster)."""
@@ -397,6 +421,32 @@ def test_operator_runs_on_the_charts_rbac(
         core.read_namespaced_secret("gw-master-key", namespace)
         client.AppsV1Api(api).read_namespaced_deployment("gw-litellm", namespace)
         client.NetworkingV1Api(api).read_namespaced_network_policy("gw-litellm", namespace)
+
+        # Pruning: a spec that asks for every optional child, then for none of them.
+        optional = [(c.api_version, c.kind, c.name("gw")) for c in prunable_children()]
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, ROUTE_PLURAL, "gw", {"spec": EVERY_OPTIONAL_CHILD}
+        )
+
+        def existing() -> list[str]:
+            return [kind for v, kind, name in optional if kube.get(api, v, kind, namespace, name)]
+
+        wanted = sorted(kind for _, kind, _ in optional)
+        try:
+            wait_for(lambda: sorted(existing()) == wanted, timeout=90, what="every optional child")
+            custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                ROUTE_PLURAL,
+                "gw",
+                # Merge patch: null removes a key, a list is replaced whole.
+                {"spec": {key: route["spec"].get(key) for key in EVERY_OPTIONAL_CHILD}},
+            )
+            wait_for(lambda: existing() == [], timeout=90, what="the optional children pruned")
+        except TimeoutError as error:
+            pytest.fail(f"{error}; existing: {existing()}; the operator's log:\n{proc.log()}")
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, "gw")
     finally:
         if proc is not None and proc.popen is not None and proc.popen.poll() is None:
             proc.stop()

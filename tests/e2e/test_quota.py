@@ -173,6 +173,15 @@ def quota_events(api: client.ApiClient, namespace: str) -> list[tuple[str, str, 
     return [(e.type, e.reason, e.message) for e in events.items]
 
 
+def announced(api: client.ApiClient, namespace: str, reason: str) -> int:
+    """How many events of `reason` the quota has now.
+
+    A user waits for the quota's state, then reads its events: the operator stores the event
+    of a state change before the status that shows it, so it is there as soon as the state is.
+    """
+    return [r for _, r, _ in quota_events(api, namespace)].count(reason)
+
+
 def answered_by(upstream: FakeOpenAI, since: int) -> list[str | None]:
     return [r.model for r in upstream.inference_requests()[since:]]
 
@@ -196,7 +205,7 @@ def test_spend_is_counted_and_the_budget_steers_routing(api, namespace, gateway,
     assert (status["requests"], status["inputTokens"], status["outputTokens"]) == (3, 30, 15)
     assert status["percentUsed"] == pytest.approx(60, abs=0.01)
     assert status["state"] == "SoftLimited"
-    assert any(e[1] == "SoftLimitReached" for e in quota_events(api, namespace))
+    assert announced(api, namespace, "SoftLimitReached") == 1
 
     # SoftLimited: the route renders gpt-4 behind gpt-4o-mini and its proxy rolls.
     before = status["replicas"]
@@ -220,7 +229,7 @@ def test_spend_is_counted_and_the_budget_steers_routing(api, namespace, gateway,
     assert set(status["replicas"]) != set(before)
     assert status["requests"] == 5
     assert status["spentUSD"] == pytest.approx(5 * PRICE_PER_REQUEST, abs=0.01)
-    assert any(e[1] == "BudgetExhausted" for e in quota_events(api, namespace))
+    assert announced(api, namespace, "BudgetExhausted") == 1
 
     # Exhausted (action fallback): gpt-4 leaves the chain; nothing reaches it any more.
     exhausted_hash = wait_for(
@@ -243,6 +252,9 @@ def test_spend_is_counted_and_the_budget_steers_routing(api, namespace, gateway,
         lambda s: s["lastSync"] > status["lastSync"],
     )
     assert final["requests"] == 5
+    # Later syncs announce nothing again.
+    assert announced(api, namespace, "SoftLimitReached") == 1
+    assert announced(api, namespace, "BudgetExhausted") == 1
 
 
 def test_shadow_mode_counts_and_announces_but_changes_no_routing(api, namespace, gateway, upstream):

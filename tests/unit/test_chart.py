@@ -30,11 +30,20 @@ NAMESPACED_RULES = [
     (["llmroute.dev"], ["llmroutes", "modelquotas"], ["get", "list", "watch", "patch", "update"]),
     (["llmroute.dev"], ["llmroutes/status", "modelquotas/status"], ["get", "patch", "update"]),
     (["llmroute.dev"], ["llmroutes/finalizers"], ["update"]),
-    ([""], ["configmaps", "services", "secrets"], WRITE_VERBS),
+    ([""], ["configmaps", "services"], WRITE_VERBS),
     (["apps"], ["deployments", "statefulsets"], WRITE_VERBS),
     (["networking.k8s.io"], ["networkpolicies"], WRITE_VERBS),
-    (["policy"], ["poddisruptionbudgets"], [*WRITE_VERBS, "delete"]),
-    (["autoscaling"], ["horizontalpodautoscalers"], [*WRITE_VERBS, "delete"]),
+    (["policy"], ["poddisruptionbudgets"], WRITE_VERBS),
+    (["autoscaling"], ["horizontalpodautoscalers"], WRITE_VERBS),
+    # Referenced Secrets are read and watched; the generated master-key Secret is created once
+    # and never written again.
+    ([""], ["secrets"], ["get", "list", "watch", "create"]),
+    # Pruning: the optional children a spec change makes unwanted.
+    ([""], ["services"], ["delete"]),
+    (["apps"], ["statefulsets"], ["delete"]),
+    (["networking.k8s.io"], ["networkpolicies"], ["delete"]),
+    (["policy"], ["poddisruptionbudgets"], ["delete"]),
+    (["autoscaling"], ["horizontalpodautoscalers"], ["delete"]),
     ([""], ["pods"], ["get", "list", "watch"]),
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),
@@ -245,6 +254,50 @@ def test_namespaced_rbac(render) -> None:
     assert args[args.index("--namespace") :] == ["--namespace", "team-a", "--namespace", "team-b"]
 
 
+def granted(rules: list[dict], verb: str) -> set[tuple[str, str]]:
+    """(API group, resource) pairs the rules grant ``verb`` on."""
+    return {
+        (group, resource)
+        for rule in rules
+        if verb in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def prunable_resources() -> set[tuple[str, str]]:
+    """(API group, resource) of every child the operator deletes when the spec stops asking
+    for it, read from the operator's own table."""
+    from llmroute.render.children import prunable_children
+
+    return {(child.group, child.plural) for child in prunable_children()}
+
+
+@pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
+def test_rbac_deletes_exactly_what_pruning_deletes(render, mode: str) -> None:
+    # Without delete a prune gets 403 and the route is retried forever; with more, the
+    # operator could delete what it never needs to (children otherwise go with their route,
+    # through the garbage collector).
+    if mode == "cluster-wide":
+        roles = [one(render(), "ClusterRole")]
+    else:
+        roles = by_kind(render("--set", "watchNamespaces={team-a,team-b}"), "Role")
+    assert roles
+    assert {("apps", "statefulsets"), ("", "services")} <= prunable_resources()
+    for role in roles:
+        assert granted(role["rules"], "delete") == prunable_resources()
+        assert granted(role["rules"], "deletecollection") == set()
+
+
+def test_rbac_never_writes_secrets(render) -> None:
+    # The operator creates the generated master-key Secret once and never overwrites it
+    # (kube.create); referenced Secrets are only read.
+    for name, docs in all_renderings(render):
+        for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+            for verb in ("patch", "update", "delete", "deletecollection"):
+                assert ("", "secrets") not in granted(role["rules"], verb), (name, verb)
+
+
 def test_namespaced_rbac_without_cluster_observation(render) -> None:
     docs = render("--set", "watchNamespaces={team-a}", "--set", "rbac.clusterObservation=false")
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
@@ -278,6 +331,23 @@ def test_default_deployment_runs_standalone(render) -> None:
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
     }
     assert not by_kind(docs, "ClusterKopfPeering") and not by_kind(docs, "KopfPeering")
+
+
+def test_operator_knows_its_namespace(render, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The NetworkPolicies the operator renders admit its own namespace's pods (to scrape
+    # /metrics, to ask Ollama for its models); it learns that namespace from the downward API.
+    from llmroute.state import operator_namespace
+
+    for name, docs in all_renderings(render):
+        container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        from_namespace = [
+            env["name"]
+            for env in container["env"]
+            if env.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        ]
+        assert from_namespace == ["POD_NAMESPACE"], name
+        monkeypatch.setenv(from_namespace[0], "ops")
+        assert operator_namespace() == "ops"
 
 
 def test_replicas_use_kopf_peering(render) -> None:

@@ -172,6 +172,25 @@ INVALID = {
         "metadata.name",
         "at most 45 characters",
     ),
+    # Python's `$` also matches before a final newline; the API server's (Go) `$` does not.
+    "route-name-ending-in-newline": (
+        ROUTE,
+        {"metadata.name": "gateway\n"},
+        "metadata.name",
+        "DNS-1035 label",
+    ),
+    "model-name-ending-in-newline": (
+        ROUTE,
+        {"spec.models[1].name": "cheap\n", "spec.models[0].fallbacks": DELETE},
+        "spec.models[1].name",
+        "should match",
+    ),
+    "quota-route-ref-ending-in-newline": (
+        QUOTA,
+        {"spec.routeRef.name": "gateway\n"},
+        "spec.routeRef.name",
+        "should match",
+    ),
     "no-models": (ROUTE, {"spec.models": []}, "spec.models", "should have at least 1 items"),
     "duplicate-model-name": (
         ROUTE,
@@ -459,13 +478,28 @@ def _without_extensions(node: Any) -> Any:
     return node
 
 
+def test_no_category_shadows_a_resource_name() -> None:
+    # kubectl expands a category before it looks up resources, so a category equal to any
+    # kind's name breaks `kubectl get <that name> NAME` ("you must specify only one resource").
+    resource_names = set()
+    for kind in kinds():
+        names = crd_for(kind)["spec"]["names"]
+        resource_names |= {names["singular"], names["plural"], names["kind"].lower()}
+        resource_names |= set(names.get("shortNames", []))
+    for kind in kinds():
+        categories = set(crd_for(kind)["spec"]["names"].get("categories", []))
+        assert not categories & resource_names, (
+            f"{kind}: category shadows {categories & resource_names}"
+        )
+
+
 def test_names_and_columns_follow_the_contract() -> None:
     route, quota = crd_for("LLMRoute"), crd_for("ModelQuota")
     assert route["spec"]["names"]["shortNames"] == ["llmr"]
     assert quota["spec"]["names"]["shortNames"] == ["mq"]
     for crd in (route, quota):
         assert crd["spec"]["scope"] == "Namespaced"
-        assert crd["spec"]["names"]["categories"] == ["llmroute"]
+        assert crd["spec"]["names"]["categories"] == ["llmroute-all"]
         (version,) = crd["spec"]["versions"]
         assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
         assert version["subresources"] == {"status": {}}

@@ -89,9 +89,10 @@ kopf peering is on with more than one replica: exactly one replica handles event
 
 {{/*
 The operator's permissions on the namespaced objects it reconciles: the same in the ClusterRole
-(cluster-wide) and in each Role (watchNamespaces). No wildcards. Delete only where a spec change
-makes a child unwanted (PDB, HPA); otherwise children go with their route, removed by the
-garbage collector through their ownerReferences.
+(cluster-wide) and in each Role (watchNamespaces). No wildcards. Delete only on the children a
+spec change can make unwanted (the prunable rows of operator/llmroute/render/children.py);
+every other child goes with its route, removed by the garbage collector through its
+ownerReferences.
 */}}
 {{- define "llmroute.namespacedRules" -}}
 # The custom resources: watched, annotated with kopf's progress, status written.
@@ -106,10 +107,9 @@ garbage collector through their ownerReferences.
 - apiGroups: ["llmroute.dev"]
   resources: ["llmroutes/finalizers"]
   verbs: ["update"]
-# The children of a route. Secrets: referenced provider and caller keys are read, the
-# generated master key Secret is created once.
+# The children of a route, applied (server-side apply) and watched for drift.
 - apiGroups: [""]
-  resources: ["configmaps", "services", "secrets"]
+  resources: ["configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
@@ -117,20 +117,43 @@ garbage collector through their ownerReferences.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
-# A PodDisruptionBudget exists only with several proxy replicas, an HPA only with autoscaling:
-# the operator deletes the one the spec stops asking for.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+# Secrets: the referenced provider, caller and master keys are read and watched (a rotated key
+# is picked up); the generated master-key Secret is created once and never written again.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create"]
+# Pruning. A PodDisruptionBudget exists only with several proxy replicas, an HPA only with
+# autoscaling, the managed Ollama (StatefulSet, headless Service, NetworkPolicy) only with
+# spec.ollama: the operator deletes the ones the spec stops asking for. Its volume claims are
+# kept (models are slow to fetch again).
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["delete"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["delete"]
 # Proxy and Ollama replicas are found by their pods (status.podIP, readiness): the operator
 # scrapes the proxies' /metrics and asks Ollama which models it holds.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# kopf posts events about handler progress and errors on the routes.
+# kopf posts events about handler progress and errors on the routes; the operator posts the
+# quotas' state changes.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

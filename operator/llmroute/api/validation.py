@@ -133,6 +133,8 @@ def _to_json_schema(node: Any) -> Any:
             del out[f"exclusive{bound}"]
     if node.get("nullable") and "type" in node:
         out["type"] = [node["type"], "null"]
+    if isinstance(node.get("pattern"), str):
+        out["pattern"] = _end_of_text_anchors(node["pattern"])
     if (
         "properties" in node
         and "additionalProperties" not in node
@@ -140,6 +142,30 @@ def _to_json_schema(node: Any) -> Any:
     ):
         out["additionalProperties"] = False
     return out
+
+
+def _end_of_text_anchors(pattern: str) -> str:
+    """``$`` as the API server's (Go) regexps read it: the end of the text.
+
+    Python's ``$`` also matches before a final newline, so "name\\n" would pass offline and be
+    refused by the API server. Escaped dollars and dollars in character classes stay as they are.
+    """
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _child(path: str, key: Any) -> str:
@@ -260,7 +286,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
     name = _mapping(route.get("metadata")).get("name")
-    if isinstance(name, str) and not (_ROUTE_NAME.match(name) and len(name) <= ROUTE_NAME_MAX):
+    if isinstance(name, str) and not (_ROUTE_NAME.fullmatch(name) and len(name) <= ROUTE_NAME_MAX):
         yield ValidationError(
             "metadata.name",
             f"{name!r} must be a DNS-1035 label (lower case letters, digits and '-', starting "

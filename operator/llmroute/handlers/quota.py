@@ -103,19 +103,14 @@ def sync(
     *,
     rerender: bool = True,
 ) -> SyncOutcome | None:
-    """Sync one quota; post the event of a state change and render its route on one."""
+    """Sync one quota; render its route when its state moved."""
     with _locks[(namespace, name)]:
         outcome = sync_quota(state.api_client(), namespace, name)
     if outcome is None or not outcome.written:
         return outcome
     result = outcome.result
     if result.event is not None:
-        kopf.event(
-            outcome.quota,
-            type=result.event.type,
-            reason=result.event.reason,
-            message=result.event.message,
-        )
+        # The sync stored the event already, before the status (llmroute.quota.sync).
         logger.info("ModelQuota %s/%s: %s", namespace, name, result.event.message)
     if rerender and result.rerender_route and outcome.route_name:
         rerender_route(namespace, outcome.route_name, optional_children, logger)

@@ -8,6 +8,7 @@ state moved, and whether the route must be rendered again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -103,6 +104,58 @@ def transition_event(
     else:
         message = f"{state}: {figures}; {effect}"
     return QuotaEvent(event_type, reason, message)
+
+
+EVENT_SOURCE: Final = "llmroute"
+_NAME_MAX: Final = 253
+_NAME_DIGEST: Final = 16
+
+
+def transition_event_object(
+    quota: Mapping[str, Any], result: SyncResult, now: dt.datetime
+) -> dict[str, Any] | None:
+    """The core/v1 Event announcing `result`'s state change, or None when nothing moved.
+
+    Its name is derived from the change itself (the quota's uid, spec generation, period and
+    new state), not from the time: within one period and one generation the spend only grows,
+    so each state is entered at most once, and a sync that computes the same change again (its
+    status write lost, the operator restarted in between) gets 409 instead of a duplicate.
+    """
+    if result.event is None:
+        return None
+    meta = quota.get("metadata") or {}
+    change = "/".join(
+        str(part)
+        for part in (
+            meta.get("uid"),
+            meta.get("generation"),
+            result.status.get("periodStart"),
+            result.state,
+        )
+    )
+    digest = hashlib.sha256(change.encode()).hexdigest()[:_NAME_DIGEST]
+    prefix = str(meta.get("name", ""))[: _NAME_MAX - _NAME_DIGEST - 1].rstrip(".-")
+    timestamp = format_time(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{prefix}.{digest}", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": quota.get("apiVersion"),
+            "kind": quota.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": result.event.type,
+        "reason": result.event.reason,
+        "message": result.event.message,
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }
 
 
 def _scrape_summary(

@@ -4,6 +4,10 @@ The status is written with the resourceVersion it was computed from (a condition
 the totals and the per-replica baselines move together or not at all, so a sync that loses a
 race with another writer counts nothing, and the next one counts its deltas then. That is
 what makes the ledger exact across operator restarts and a second operator replica.
+
+A state change is announced by an event stored before the status that records the change, and
+named after the change (llmroute.quota.status.transition_event_object): whoever sees the new
+state finds its event, and a sync that computes the change again stores nothing twice.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
 from llmroute.api.quota import QuotaSpec, QuotaSpecError, stored_route_targets
 from llmroute.quota.scrape import Fetch, scrape_route
-from llmroute.quota.status import SyncResult, next_status
+from llmroute.quota.status import SyncResult, next_status, transition_event_object
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,15 @@ def write_status(api: client.ApiClient, quota: dict[str, Any], status: dict[str,
     return True
 
 
+def post_event(api: client.ApiClient, event: dict[str, Any]) -> None:
+    """Store the event; one of its name stored already is the same announcement."""
+    try:
+        client.CoreV1Api(api).create_namespaced_event(event["metadata"]["namespace"], event)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
 def sync_quota(
     api: client.ApiClient,
     namespace: str,
@@ -68,6 +81,7 @@ def sync_quota(
     fetch: Fetch | None = None,
 ) -> SyncOutcome | None:
     """Bring the quota's ledger up to date; None when the quota is gone or going."""
+    now = now or dt.datetime.now(dt.UTC)
     quota = _get(api, namespace, QUOTA_PLURAL, name)
     if quota is None or quota["metadata"].get("deletionTimestamp"):
         return None
@@ -81,8 +95,15 @@ def sync_quota(
         quota,
         targets=stored_route_targets(route) if route is not None else None,
         scrapes=[m.to_scrape() for m in metrics],
-        now=now or dt.datetime.now(dt.UTC),
+        now=now,
         errors={m.replica.uid: m.error for m in metrics if m.error},
     )
-    written = write_status(api, quota, result.status) if result.write else False
+    written = False
+    if result.write:
+        event = transition_event_object(quota, result, now)
+        if event is not None:
+            # Raises when refused: the status then keeps the old state, and the next sync
+            # computes the change, and announces it, again.
+            post_event(api, event)
+        written = write_status(api, quota, result.status)
     return SyncOutcome(quota=quota, route_name=route_name, result=result, written=written)
