@@ -148,16 +148,18 @@ def write_gguf(path: Path, *, seed: int = SEED) -> Path:
     return path
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
-def _store_server(ollama: Path, store: Path, home: Path) -> Iterator[dict[str, str]]:
-    """A short-lived ``ollama serve`` on loopback over ``store``; yields the client's env."""
-    address = f"127.0.0.1:{_free_port()}"
+def _store_server(
+    ollama: Path, store: Path, home: Path, host: str = "127.0.0.1"
+) -> Iterator[dict[str, str]]:
+    """A short-lived ``ollama serve`` at ``host`` over ``store``; yields the client's env."""
+    address = f"{host}:{_free_port(host)}"
     env = {
         "PATH": os.environ.get("PATH", os.defpath),
         "HOME": str(home),  # Ollama keeps its key pair there
@@ -222,10 +224,13 @@ def create_models(store: Path, names: Iterable[str], *, ollama: Path | None = No
 
 
 @contextlib.contextmanager
-def local_ollama(names: Iterable[str], *, ollama: Path | None = None) -> Iterator[str]:
-    """A real ``ollama serve`` on loopback holding the tiny model under ``names``, for a
-    test that needs an Ollama outside the cluster (an ``ollama`` target with an apiBase, or
-    an external Ollama); yields its URL. Stopped, and its store removed, on exit."""
+def local_ollama(
+    names: Iterable[str], *, ollama: Path | None = None, host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """A real ``ollama serve`` at ``host`` (an address pods can reach, where they run in a
+    network of their own) holding the tiny model under ``names``, for a test that needs an
+    Ollama outside the cluster (an ``ollama`` target with an apiBase, or an external
+    Ollama); yields its URL. Stopped, and its store removed, on exit."""
     if ollama is None:
         from . import tools
 
@@ -233,7 +238,7 @@ def local_ollama(names: Iterable[str], *, ollama: Path | None = None) -> Iterato
     with tempfile.TemporaryDirectory(prefix="llmroute-ollama-") as tmp:
         store = Path(tmp) / "models"
         create_models(store, names, ollama=ollama)
-        with _store_server(ollama, store, Path(tmp)) as env:
+        with _store_server(ollama, store, Path(tmp), host) as env:
             yield f"http://{env['OLLAMA_HOST']}"
 
 
