@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, helm, kwok) from the Go module proxy.
+# kube-scheduler, kubectl, etcd, helm, kwok) and the Ollama server from the Go module proxy.
 #
 # Binaries are cached outside the checkout, keyed by version:
 #   ${LLMROUTE_TOOLS_DIR:-~/.cache/llmroute/bin}/<version>/<binary>
@@ -105,6 +105,47 @@ kwok_stages() {
   mv "$out.tmp" "$out"
 }
 
+# Debian packages whose headers the Ollama build needs (they land in /usr/include).
+ensure_apt_packages() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  command -v apt-get >/dev/null || { log "install ${missing[*]} (Debian/Ubuntu package names)"; exit 1; }
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing ${missing[*]} with apt-get"
+  "${sudo[@]}" apt-get update -qq >&2
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+build_ollama() {
+  local v=$OLLAMA_VERSION dir="$tools_dir/ollama-$OLLAMA_VERSION"
+  if have "ollama-$v" ollama; then log "ollama $v: cached"; return; fi
+  # Go module zips drop vendor/ directories, and llama.cpp (inside Ollama's module) includes
+  # three headers from its vendor/: nlohmann/json.hpp and stb_image.h come from Debian,
+  # miniaudio.h from the sdist of the PyPI package that bundles it.
+  ensure_apt_packages g++ nlohmann-json3-dev libstb-dev
+  local headers="$work_dir/ollama-headers"
+  if [[ ! -s "$headers/miniaudio/miniaudio.h" ]]; then
+    local sdist="$work_dir/miniaudio-sdist"
+    rm -rf "$sdist" && mkdir -p "$sdist" "$headers/miniaudio"
+    log "ollama $v: fetching miniaudio.h (PyPI sdist miniaudio==$MINIAUDIO_SDIST_VERSION)"
+    # --no-binary for this package only: its build requirements still come as wheels.
+    python3 -m pip download --quiet --no-deps --no-binary miniaudio -d "$sdist" \
+      "miniaudio==$MINIAUDIO_SDIST_VERSION"
+    tar -xzf "$sdist"/miniaudio-*.tar.gz -C "$sdist"
+    cp "$sdist/miniaudio-$MINIAUDIO_SDIST_VERSION/miniaudio/miniaudio.h" "$headers/miniaudio/miniaudio.h.tmp"
+    mv "$headers/miniaudio/miniaudio.h.tmp" "$headers/miniaudio/miniaudio.h"
+    rm -rf "$sdist"
+  fi
+  mkdir -p "$dir"
+  log "ollama $v: building (about 5 minutes on 2 cores from empty caches)"
+  # Without the -X the server reports version 0.0.0.
+  CGO_ENABLED=1 CGO_CPPFLAGS="-I$headers" CGO_CFLAGS=-O2 CGO_CXXFLAGS=-O2 GOBIN="$dir" \
+    go install -trimpath -ldflags "-s -w -X github.com/ollama/ollama/version.Version=${v#v}" \
+    "github.com/ollama/ollama@$v"
+}
+
 main() {
   command -v go >/dev/null || { log "Go is required (https://go.dev/dl)"; exit 1; }
   mkdir -p "$tools_dir" "$work_dir"
@@ -115,6 +156,7 @@ main() {
     "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
   kwok_stages
   build_kubernetes
+  build_ollama
   log "tools ready in $tools_dir"
 }
 

@@ -20,8 +20,10 @@ The public surface, by what it is for (the name, then the module it comes from):
   plan_proxy_launch,                          a cluster (the gateway benchmark)
   launch_proxy, wait_http_ok
   FakeOpenAI, FakeAnthropic,    fakes         upstream LLM providers speaking their wire
-  FakeOllama, Behaviour                       formats, the only fakes of the e2e suite;
+  Behaviour                                   formats, the only fakes of the e2e suite;
                                               Behaviour scripts their failures
+  tinymodel                     tinymodel     the tiny local model the real Ollama serves:
+                                              write it, create it in a model store, serve it
   wait_for                      wait          poll a condition until a deadline, never a
                                               bare sleep
   DockerEngine,                 docker        a Docker engine for building and running the
@@ -54,19 +56,20 @@ _DEFINED_IN: dict[str, str] = {
     "wait_http_ok": "runner",
     "FakeOpenAI": "fakes",
     "FakeAnthropic": "fakes",
-    "FakeOllama": "fakes",
     "Behaviour": "fakes",
     "wait_for": "wait",
     "DockerEngine": "docker",
     "DockerUnavailable": "docker",
 }
 
-__all__ = [*_DEFINED_IN, "tools"]  # tools: a module of its own
+_MODULES = ("tools", "tinymodel")  # public modules of their own
+
+__all__ = [*_DEFINED_IN, *_MODULES]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "tools":
-        return importlib.import_module(f"{__name__}.tools")
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name not in _DEFINED_IN:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)

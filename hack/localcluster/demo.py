@@ -3,12 +3,15 @@
 `up` starts a supervisor in the background and returns once the route is Ready;
 `down` stops the supervisor, which stops everything it started. Upstream providers are
 the fakes in fakes.py, unless ANTHROPIC_API_KEY / OPENAI_API_KEY are set: then the real
-provider is called with that key.
+provider is called with that key. The fakes fail (500 and 429), so the example's `smart`
+model falls back to the route's own Ollama: the real server, answering from the tiny local
+model (localcluster.tinymodel) that its volume holds, as if pulled earlier.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -24,7 +27,7 @@ from kubernetes import client
 
 from . import tools
 from .controlplane import LocalCluster, free_port
-from .fakes import FakeAnthropic, FakeOllama, FakeOpenAI
+from .fakes import Behaviour, FakeAnthropic, FakeOpenAI
 from .runner import ProcessRunner
 from .wait import wait_for
 
@@ -32,6 +35,8 @@ STATE_DIR = Path(os.environ.get("LLMROUTE_DEMO_DIR", Path.home() / ".cache/llmro
 EXAMPLE = tools.REPO_ROOT / "examples/smart-chain.yaml"
 NAMESPACE = "demo"
 PROVIDER_KEYS = "provider-keys"
+# The fakes fail so that a request shows the fallback down to the local model.
+FAKE_FAILURES = {"anthropic": Behaviour.ERROR500, "openai": Behaviour.RATELIMIT429}
 
 
 def say(message: str) -> None:
@@ -107,10 +112,36 @@ def _route_for_demo(route: dict, fakes: dict[str, str]) -> dict:
         for target in model["targets"]:
             if target["provider"] in fakes:
                 target["apiBase"] = fakes[target["provider"]]
-    # No Ollama runs here; the fake Ollama above answers for it.
-    route["spec"].pop("ollama", None)
     route["spec"].get("proxy", {}).pop("resources", None)
+    # No provisioner runs here: the model volume is bound to a volume made by the demo.
+    route["spec"]["ollama"]["storage"] = {"size": "5Gi", "storageClassName": ""}
     return route
+
+
+def _ollama_at(route: dict, url: str) -> dict:
+    """The route's managed-Ollama targets pointed at the Ollama pod's address: no DNS
+    serves the headless Service's name here."""
+    for model in route["spec"]["models"]:
+        for target in model["targets"]:
+            if target["provider"] == "ollama" and "apiBase" not in target:
+                target["apiBase"] = url
+    return {"spec": {"models": route["spec"]["models"]}}
+
+
+def _model_volume(namespace: str, route_name: str) -> dict:
+    claim = f"models-{route_name}-ollama-0"  # <volumeClaimTemplate>-<StatefulSet>-<ordinal>
+    return {
+        "metadata": {"name": f"{namespace}-{route_name}-ollama-models"},
+        "spec": {
+            "capacity": {"storage": "5Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "persistentVolumeReclaimPolicy": "Retain",
+            # The process runner keeps the models in its own directory for the claim.
+            "hostPath": {"path": f"/var/lib/llmroute-demo/{claim}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
 
 
 def serve() -> None:
@@ -133,15 +164,22 @@ def serve() -> None:
                 keys[provider] = os.environ[env]
                 say(f"{provider}: the real API, with the key from ${env}")
             else:
-                fake = fake_class()
+                fake = fake_class(behaviour=FAKE_FAILURES[provider])
                 stack.callback(fake.stop)
                 fakes[provider] = fake.start()
                 keys[provider] = f"fake-{provider}-key"
-                say(f"{provider}: a FAKE API at {fakes[provider]} (set ${env} for the real one)")
-        ollama = FakeOllama(models=["llama3.2"])
-        stack.callback(ollama.stop)
-        fakes["ollama"] = ollama.start()
-        say(f"ollama: a FAKE Ollama at {fakes['ollama']}")
+                say(
+                    f"{provider}: a FAKE API at {fakes[provider]} answering "
+                    f"{FAKE_FAILURES[provider].value} (set ${env} for the real one)"
+                )
+        (route,) = [
+            _route_for_demo(doc, fakes)
+            for doc in yaml.safe_load_all(EXAMPLE.read_text())
+            if doc and doc["kind"] == "LLMRoute"
+        ]
+        route["spec"].pop("auth", None)  # the demo calls with the master key
+        name = route["metadata"]["name"]
+        local_models = route["spec"]["ollama"]["models"]
 
         say("starting the operator (llmroute run)")
         operator_log = (STATE_DIR / "operator.log").open("ab")
@@ -166,8 +204,15 @@ def serve() -> None:
             operator.wait(30)
 
         stack.callback(stop_operator)
-        say("starting the process runner (the real litellm proxy for each proxy pod)")
-        stack.enter_context(ProcessRunner(cluster.kubeconfig, workdir=STATE_DIR / "runner"))
+        say(
+            "starting the process runner (the real litellm proxy for each proxy pod, the real "
+            f"Ollama for the Ollama pod, its volume holding {', '.join(local_models)})"
+        )
+        runner = stack.enter_context(
+            ProcessRunner(
+                cluster.kubeconfig, workdir=STATE_DIR / "runner", ollama_models=local_models
+            )
+        )
 
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         core.create_namespaced_secret(
@@ -180,16 +225,25 @@ def serve() -> None:
                 },
             },
         )
+        core.create_persistent_volume(_model_volume(NAMESPACE, name))
         custom = client.CustomObjectsApi(api)
-        for doc in yaml.safe_load_all(EXAMPLE.read_text()):
-            if doc and doc["kind"] == "LLMRoute":
-                route = _route_for_demo(doc, fakes)
-                route["spec"].pop("auth", None)  # the demo calls with the master key
-                custom.create_namespaced_custom_object(
-                    "llmroute.dev", "v1alpha1", NAMESPACE, "llmroutes", route
-                )
-                name = route["metadata"]["name"]
-        say(f"applied LLMRoute {NAMESPACE}/{name} from {EXAMPLE.name}; waiting for Ready")
+        custom.create_namespaced_custom_object(
+            "llmroute.dev", "v1alpha1", NAMESPACE, "llmroutes", route
+        )
+        say(f"applied LLMRoute {NAMESPACE}/{name} from {EXAMPLE.name}")
+        ollama_pod = wait_for(
+            lambda: (
+                (p := core.read_namespaced_pod(f"{name}-ollama-0", NAMESPACE)).status.pod_ip and p
+            ),
+            timeout=120,
+            what="the Ollama pod",
+        )
+        ollama_url = runner.wait_serving(ollama_pod.metadata.name, timeout=60).url
+        say(f"ollama: the real Ollama serves the Ollama pod at {ollama_url}")
+        custom.patch_namespaced_custom_object(
+            "llmroute.dev", "v1alpha1", NAMESPACE, "llmroutes", name, _ollama_at(route, ollama_url)
+        )
+        say("waiting for the route to be Ready")
 
         def ready() -> bool:
             obj = custom.get_namespaced_custom_object(
@@ -202,13 +256,15 @@ def serve() -> None:
 
         wait_for(ready, timeout=180, what="the route Ready")
         pods = core.list_namespaced_pod(
-            NAMESPACE, label_selector=f"llmroute.dev/route={name}"
+            NAMESPACE, label_selector=f"llmroute.dev/route={name},app.kubernetes.io/component=proxy"
         ).items
         pod_ip = pods[0].status.pod_ip
         wait_for(lambda: _serves(pod_ip), timeout=120, what="the proxy answering")
         kubectl = f"{tools.binary('kubectl')} --kubeconfig {cluster.kubeconfig}"
         url = f"http://{pod_ip}:4000"
-        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name))
+        master = core.read_namespaced_secret(f"{name}-master-key", NAMESPACE)
+        sample = _ask(url, base64.b64decode(master.data["masterKey"]).decode())
+        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name, sample))
         say("ready")
         stop.wait()
         say("stopping")
@@ -221,7 +277,23 @@ def _serves(pod_ip: str) -> bool:
         return r.status == 200
 
 
-def _instructions(kubectl: str, url: str, name: str) -> str:
+def _ask(url: str, key: str) -> str:
+    """One request for `smart`, as the printed example makes it: who answered, and what."""
+    import urllib.request
+
+    body = {"model": "smart", "messages": [{"role": "user", "content": "Hello"}]}
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=120) as response:
+        reply = json.loads(response.read())
+    return f"model {reply['model']!r} answered: {reply['choices'][0]['message']['content']!r}"
+
+
+def _instructions(kubectl: str, url: str, name: str, sample: str) -> str:
     body = json.dumps({"model": "smart", "messages": [{"role": "user", "content": "Hello"}]})
     secret = f"-n {NAMESPACE} get secret {name}-master-key -o jsonpath='{{.data.masterKey}}'"
     sdk = (
@@ -233,6 +305,9 @@ def _instructions(kubectl: str, url: str, name: str) -> str:
     return f"""
 The gateway is Ready. In a cluster it is http://{name}.{NAMESPACE}.svc:4000; here the
 proxy pod serves at its pod IP.
+
+A request for "smart" (Claude, then GPT-4, then the local Llama on the route's Ollama):
+  {sample}
 
   export LLMROUTE_URL={url}
   export LLMROUTE_API_KEY=$({kubectl} {secret} | base64 -d)

@@ -1,8 +1,9 @@
 """Fake upstream LLM providers that speak the real wire formats, on loopback.
 
-The gateway under test is the real litellm proxy; what it calls must look like OpenAI,
-Anthropic and Ollama on the wire, but answer instantly, deterministically and on demand
-badly. Each fake here is a small threaded HTTP server (stdlib only) that:
+The gateway under test is the real litellm proxy; what it calls must look like OpenAI and
+Anthropic on the wire, but answer instantly, deterministically and on demand badly. (The
+local model needs no fake: the real Ollama serves a tiny model made here,
+localcluster.tinymodel.) Each fake here is a small threaded HTTP server (stdlib only) that:
 
 - answers in its provider's request/response and error formats, streaming included;
 - replies with a text naming the fake and the model (tests see who answered) and fixed
@@ -13,11 +14,11 @@ badly. Each fake here is a small threaded HTTP server (stdlib only) that:
   the proxy forwarded;
 - rejects a wrong or missing key with 401 when ``required_key`` is set.
 
-Behaviours apply to the inference endpoints only: listing models, Ollama's pull/show/tags
-keep working, as a provider's control plane usually does while inference fails.
+Behaviours apply to the inference endpoints only: listing models keeps working, as a
+provider's control plane usually does while inference fails.
 
-``python -m localcluster.fakes --openai 127.0.0.1:18001 --anthropic 127.0.0.1:18002
---ollama 127.0.0.1:18003`` runs them until SIGTERM. ``POST /_fake/behaviour``
+``python -m localcluster.fakes --openai 127.0.0.1:18001 --anthropic 127.0.0.1:18002`` runs
+them until SIGTERM. ``POST /_fake/behaviour``
 (``{"behaviour": "error500", "model": null}``), ``GET /_fake/state`` and
 ``POST /_fake/reset`` steer a running fake from outside (the local demo uses them).
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import re
 import signal
@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,7 +44,6 @@ from typing import Any
 __all__ = [
     "Behaviour",
     "FakeAnthropic",
-    "FakeOllama",
     "FakeOpenAI",
     "FakeProvider",
     "RecordedRequest",
@@ -530,11 +528,6 @@ def _sse(payload: Any, event: str | None = None) -> bytes:
     return f"{prefix}data: {data}\n\n".encode()
 
 
-def _ndjson(payload: Any) -> bytes:
-    # Compact, as Go's encoder writes Ollama's stream lines.
-    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-
-
 def _openai_chat(provider: FakeProvider, ex: _Exchange, model: str) -> None:
     """An OpenAI chat completion (plain or streamed) from ``provider``."""
     text = provider.reply_text(model)
@@ -827,291 +820,6 @@ class FakeAnthropic(FakeProvider):
         )
 
 
-# Base names the fake Ollama registry can pull (any tag of them).
-OLLAMA_REGISTRY = frozenset(
-    {
-        "deepseek-r1",
-        "gemma2",
-        "gemma3",
-        "llama3",
-        "llama3.1",
-        "llama3.2",
-        "mistral",
-        "nomic-embed-text",
-        "phi3",
-        "phi4",
-        "qwen2.5",
-        "qwen3",
-        "smollm2",
-        "tinyllama",
-    }
-)
-
-
-def ollama_model_name(name: str) -> str:
-    """Ollama's canonical name: ``llama3.2`` -> ``llama3.2:latest``."""
-    name = name.strip()
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
-
-
-def _iso_now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-class FakeOllama(FakeProvider):
-    """Ollama's API: ``/api/tags``, ``/api/pull``, ``/api/show``, ``/api/chat``,
-    ``/api/generate``, ``/api/delete``, ``/api/ps``, ``/api/version`` and the
-    OpenAI-compatible ``/v1/chat/completions``; ``GET /`` says "Ollama is running".
-
-    ``models`` are present from the start; ``pull`` adds a model when its base name is in
-    ``registry`` (unknown names fail as Ollama's do). Inference on a model that is not
-    present answers 404, like Ollama.
-    """
-
-    default_name = "fake-ollama"
-
-    def __init__(
-        self,
-        *,
-        models: Iterable[str] = (),
-        registry: Iterable[str] = OLLAMA_REGISTRY,
-        pull_delay: float = 0.0,
-        **kwargs,
-    ):
-        self._present: dict[str, str] = {ollama_model_name(m): _iso_now() for m in models}
-        self.registry = frozenset(registry)
-        self.pull_delay = pull_delay
-        super().__init__(**kwargs)
-
-    def _routes(self):
-        return [
-            ("GET", r"/", self._root, False),
-            ("GET", r"/api/version", self._version, False),
-            ("GET", r"/api/tags", self._tags, False),
-            ("GET", r"/api/ps", self._ps, False),
-            ("POST", r"/api/pull", self._pull, False),
-            ("POST", r"/api/show", self._show, False),
-            ("DELETE", r"/api/delete", self._delete, False),
-            ("POST", r"/api/chat", self._chat, True),
-            ("POST", r"/api/generate", self._generate, True),
-            ("POST", r"/v1/chat/completions", self._openai_chat, True),
-            ("GET", r"/v1/models", self._openai_models, False),
-        ]
-
-    @property
-    def present_models(self) -> list[str]:
-        with self._lock:
-            return sorted(self._present)
-
-    def add_models(self, *names: str) -> None:
-        with self._lock:
-            for name in names:
-                self._present.setdefault(ollama_model_name(name), _iso_now())
-
-    def has_model(self, name: str) -> bool:
-        with self._lock:
-            return ollama_model_name(name) in self._present
-
-    def pullable(self, name: str) -> bool:
-        canonical = ollama_model_name(name)
-        base = canonical.rsplit(":", 1)[0]
-        return self.has_model(name) or base in self.registry or canonical in self.registry
-
-    def _error(self, ex, status, kind, message, headers=None):
-        if status == 401:
-            message = "unauthorized"
-        ex.send_json(status, {"error": message}, headers)
-
-    @staticmethod
-    def _name(ex: _Exchange) -> str:
-        return str(ex.json.get("model") or ex.json.get("name") or "")
-
-    @staticmethod
-    def _digest(name: str) -> str:
-        return hashlib.sha256(name.encode()).hexdigest()
-
-    def _details(self, name: str) -> dict[str, Any]:
-        family = re.split(r"[\d.:-]", name, maxsplit=1)[0] or "llama"
-        return {
-            "parent_model": "",
-            "format": "gguf",
-            "family": family,
-            "families": [family],
-            "parameter_size": "3.2B",
-            "quantization_level": "Q4_K_M",
-        }
-
-    def _root(self, ex: _Exchange) -> None:
-        ex.send_text(200, "Ollama is running")
-
-    def _version(self, ex: _Exchange) -> None:
-        ex.send_json(200, {"version": "0.0.0-fake"})
-
-    def _tags(self, ex: _Exchange) -> None:
-        with self._lock:
-            present = sorted(self._present.items())
-        ex.send_json(
-            200,
-            {
-                "models": [
-                    {
-                        "name": name,
-                        "model": name,
-                        "modified_at": modified,
-                        "size": 2_019_393_189,
-                        "digest": self._digest(name),
-                        "details": self._details(name),
-                    }
-                    for name, modified in present
-                ]
-            },
-        )
-
-    def _ps(self, ex: _Exchange) -> None:
-        ex.send_json(200, {"models": []})
-
-    def _pull(self, ex: _Exchange) -> None:
-        name = self._name(ex)
-        stream = ex.json.get("stream", True)
-        known = bool(name) and self.pullable(name)
-        error = "pull model manifest: file does not exist"
-        if not stream:
-            if not known:
-                ex.send_json(500, {"error": error})
-                return
-            if self.pull_delay and self._closing.wait(self.pull_delay):
-                return
-            self.add_models(name)
-            ex.send_json(200, {"status": "success"})
-            return
-        digest = f"sha256:{self._digest(ollama_model_name(name or '-'))}"
-        with ex.stream("application/x-ndjson") as write:
-
-            def line(payload: dict[str, Any]) -> None:
-                write(_ndjson(payload))
-
-            line({"status": "pulling manifest"})
-            if not known:
-                line({"error": error})
-                return
-            total, steps = 2_019_393_189, 4
-            for step in range(1, steps + 1):
-                if self.pull_delay and self._closing.wait(self.pull_delay / steps):
-                    return
-                line(
-                    {
-                        "status": f"pulling {digest[7:19]}",
-                        "digest": digest,
-                        "total": total,
-                        "completed": total * step // steps,
-                    }
-                )
-            line({"status": "verifying sha256 digest"})
-            line({"status": "writing manifest"})
-            self.add_models(name)
-            line({"status": "success"})
-
-    def _show(self, ex: _Exchange) -> None:
-        name = self._name(ex)
-        if not self.has_model(name):
-            ex.send_json(404, {"error": f"model '{name}' not found"})
-            return
-        canonical = ollama_model_name(name)
-        with self._lock:
-            modified = self._present.get(canonical, _iso_now())
-        ex.send_json(
-            200,
-            {
-                "license": "",
-                "modelfile": f"# Modelfile generated by the fake Ollama\nFROM {canonical}\n",
-                "parameters": "stop <|eot_id|>",
-                "template": "{{ .Prompt }}",
-                "details": self._details(canonical),
-                "model_info": {
-                    "general.architecture": "llama",
-                    "general.parameter_count": 3_212_749_888,
-                    "llama.context_length": 131072,
-                },
-                "capabilities": ["completion", "tools"],
-                "modified_at": modified,
-            },
-        )
-
-    def _delete(self, ex: _Exchange) -> None:
-        name = ollama_model_name(self._name(ex))
-        with self._lock:
-            removed = self._present.pop(name, None)
-        if removed is None:
-            ex.send_json(404, {"error": f"model '{self._name(ex)}' not found"})
-        else:
-            ex.send(200, b"", "application/json")
-
-    def _require_model(self, ex: _Exchange) -> str | None:
-        name = self._name(ex)
-        if not name:
-            ex.send_json(400, {"error": "model is required"})
-            return None
-        if not self.has_model(name):
-            ex.send_json(404, {"error": f'model "{name}" not found, try pulling it first'})
-            return None
-        return name
-
-    def _final_counts(self) -> dict[str, Any]:
-        prompt, completion = self.usage
-        return {
-            "done_reason": "stop",
-            "done": True,
-            "total_duration": 120_000_000,
-            "load_duration": 10_000_000,
-            "prompt_eval_count": prompt,
-            "prompt_eval_duration": 20_000_000,
-            "eval_count": completion,
-            "eval_duration": 90_000_000,
-        }
-
-    def _chat(self, ex: _Exchange) -> None:
-        name = self._require_model(ex)
-        if name is None:
-            return
-        self._answer(ex, name, chat=True)
-
-    def _generate(self, ex: _Exchange) -> None:
-        name = self._require_model(ex)
-        if name is None:
-            return
-        self._answer(ex, name, chat=False)
-
-    def _answer(self, ex: _Exchange, name: str, *, chat: bool) -> None:
-        text = self.reply_text(name)
-
-        def part(piece: str) -> dict[str, Any]:
-            payload: dict[str, Any] = {"model": name, "created_at": _iso_now()}
-            if chat:
-                payload["message"] = {"role": "assistant", "content": piece}
-            else:
-                payload["response"] = piece
-            payload["done"] = False
-            return payload
-
-        if not ex.json.get("stream", True):
-            ex.send_json(200, {**part(text), **self._final_counts()})
-            return
-        with ex.stream("application/x-ndjson") as write:
-            for piece in _pieces(text):
-                write(_ndjson(part(piece)))
-            write(_ndjson({**part(""), **self._final_counts()}))
-
-    def _openai_chat(self, ex: _Exchange) -> None:
-        name = self._require_model(ex)
-        if name is None:
-            return
-        _openai_chat(self, ex, name)
-
-    def _openai_models(self, ex: _Exchange) -> None:
-        _openai_models(ex, self.present_models, "library")
-
-
 # -- command line -------------------------------------------------------------------------
 
 
@@ -1125,23 +833,18 @@ def _host_port(value: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m localcluster.fakes",
-        description="Serve fake OpenAI / Anthropic / Ollama upstreams until SIGTERM.",
+        description="Serve fake OpenAI / Anthropic upstreams until SIGTERM.",
     )
     parser.add_argument("--openai", type=_host_port, metavar="HOST:PORT")
     parser.add_argument("--anthropic", type=_host_port, metavar="HOST:PORT")
-    parser.add_argument("--ollama", type=_host_port, metavar="HOST:PORT")
     parser.add_argument("--openai-key", help="require this key (401 otherwise)")
     parser.add_argument("--anthropic-key", help="require this key (401 otherwise)")
-    parser.add_argument(
-        "--ollama-models", default="", help="comma-separated models present from the start"
-    )
-    parser.add_argument("--ollama-pull-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--prompt-tokens", type=int, default=10)
     parser.add_argument("--completion-tokens", type=int, default=5)
     args = parser.parse_args(argv)
-    if not (args.openai or args.anthropic or args.ollama):
-        parser.error("give at least one of --openai, --anthropic, --ollama")
+    if not (args.openai or args.anthropic):
+        parser.error("give at least one of --openai, --anthropic")
 
     common = {"delay": args.delay, "usage": (args.prompt_tokens, args.completion_tokens)}
     fakes: list[tuple[FakeProvider, tuple[str, int]]] = []
@@ -1149,10 +852,6 @@ def main(argv: list[str] | None = None) -> int:
         fakes.append((FakeOpenAI(required_key=args.openai_key, **common), args.openai))
     if args.anthropic:
         fakes.append((FakeAnthropic(required_key=args.anthropic_key, **common), args.anthropic))
-    if args.ollama:
-        models = [m for m in args.ollama_models.split(",") if m.strip()]
-        fake = FakeOllama(models=models, pull_delay=args.ollama_pull_delay, **common)
-        fakes.append((fake, args.ollama))
 
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

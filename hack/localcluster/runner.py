@@ -10,8 +10,12 @@ executes their containers. The runner watches the pods labelled
   pod's IP. Paths under a mount (``--config /etc/litellm/config.yaml``) are rewritten into
   that directory. Secret and ConfigMap volumes are refreshed while the pod runs, as the
   kubelet does, so key rotation behaves as in a cluster.
-- an Ollama pod (container ``ollama``): serves the fake Ollama (localcluster.fakes) at the
-  pod's IP; pulled models survive a pod restart when the pod keeps its PVC.
+- an Ollama pod (container ``ollama``): runs the container's own command -- the real pull
+  script, which starts the real ``ollama serve`` (built by hack/build-tools.sh) -- with the
+  pod's env, its address as ``OLLAMA_HOST`` and its PersistentVolumeClaim as the model store
+  (``OLLAMA_MODELS``). A claim's directory outlives its pods, as a volume does. The runner
+  acts as the kubelet for this pod's status: it runs the readiness probe and reports Ready
+  and the container's state (a failed pull: CrashLoopBackOff with the termination message).
 
 When a pod is deleted, stops running or changes IP, its process gets SIGTERM (then SIGKILL
 after the grace period) and its directory is removed, so a rollout swaps processes. A
@@ -53,12 +57,13 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from .fakes import FakeOllama
+from . import tinymodel, tools
 from .processes import die_with_parent, tail
 
 __all__ = [
     "FileContent",
     "ManagedProcess",
+    "OllamaLaunch",
     "PodNotReady",
     "ProcessInfo",
     "ProcessRunner",
@@ -66,7 +71,8 @@ __all__ = [
     "UnsupportedPod",
     "launch_proxy",
     "main",
-    "plan_ollama",
+    "ollama_container_status",
+    "plan_ollama_launch",
     "plan_proxy_launch",
     "pod_references",
     "sync_files",
@@ -84,8 +90,10 @@ OLLAMA_PORT = 11434
 PROXY_HEALTH_PATH = "/health/liveliness"
 KEYS_DIR_ENV = "LLMROUTE_KEYS_DIR"
 KEYS_MOUNT = "/etc/llmroute/keys"
-# Models the fake Ollama of a pod starts with (comma-separated), for tests that need them.
-OLLAMA_MODELS_ANNOTATION = "localcluster.llmroute.dev/ollama-models"
+# Where the kubelet lets a container explain its failure; the pull script writes it at
+# LLMROUTE_TERMINATION_LOG when set (the host's /dev is not the container's).
+TERMINATION_LOG_ENV = "LLMROUTE_TERMINATION_LOG"
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 # What a process inherits from the runner's environment; everything else comes from the
 # pod spec, as in a container. (An inherited HTTP proxy variable, for one, would send the
@@ -143,13 +151,29 @@ class ProxyLaunch:
 
 @dataclass(frozen=True)
 class OllamaLaunch:
+    """Everything needed to start one Ollama pod's container (its command, as in the spec)."""
+
     namespace: str
     pod: str
     uid: str
     host: str
     port: int
-    models: tuple[str, ...]  # from the pod's annotation
-    claims: tuple[str, ...]  # PVCs the pod mounts: where pulled models persist
+    argv: tuple[str, ...]
+    env: dict[str, str]  # the whole environment of the process
+    pod_dir: Path
+    files: dict[Path, FileContent]
+    dirs: tuple[Path, ...]
+    mounts: dict[str, Path]  # container mount path -> local path
+    claims: dict[str, Path]  # PersistentVolumeClaim name -> its directory (outside pod_dir)
+    readiness_argv: tuple[str, ...] | None  # the exec readiness probe, paths made local
+    termination_log: Path
+    fallback_to_logs: bool  # terminationMessagePolicy: FallbackToLogsOnError
+    image: str
+    grace_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
 
 def pod_component(pod: Mapping[str, Any]) -> str | None:
@@ -283,24 +307,145 @@ def plan_proxy_launch(
     )
 
 
-def plan_ollama(pod: Mapping[str, Any]) -> OllamaLaunch:
+def plan_ollama_launch(
+    pod: Mapping[str, Any],
+    *,
+    pod_dir: Path,
+    volumes_dir: Path,
+    ollama: Path,
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
+    configmaps: Mapping[str, Mapping[str, Any]] | None = None,
+) -> OllamaLaunch:
+    """What to run for an Ollama pod, computed without touching the disk or the API.
+
+    The container's command runs as written (``/bin/sh -c <pull script>``, or ``ollama serve``
+    when it has none, as the image's entrypoint does) with ``ollama`` first on PATH. Each
+    PersistentVolumeClaim mount is ``volumes_dir/<namespace>_<claim>``; other mounts land
+    under ``pod_dir``. Env values that are paths in a mount are made local, and
+    ``OLLAMA_HOST`` is the pod's IP and port.
+    """
     metadata = pod.get("metadata", {})
+    namespace = metadata.get("namespace", "default")
+    host = (pod.get("status") or {}).get("podIP")
+    if not host:
+        raise PodNotReady("the pod has no IP yet")
     container = _container(pod, OLLAMA_CONTAINER)
-    annotation = (metadata.get("annotations") or {}).get(OLLAMA_MODELS_ANNOTATION, "")
-    claims = tuple(
-        v["persistentVolumeClaim"]["claimName"]
-        for v in (pod.get("spec") or {}).get("volumes") or []
-        if "persistentVolumeClaim" in v
+    secrets = secrets or {}
+    configmaps = configmaps or {}
+    files, dirs, mounts = mount_layout(
+        pod, container, secrets=secrets, configmaps=configmaps, pod_dir=pod_dir
     )
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    claims: dict[str, Path] = {}
+    for mount in container.get("volumeMounts") or []:
+        claim = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim")
+        if claim is None:
+            continue
+        local = volumes_dir / f"{namespace}_{claim['claimName']}"
+        claims[claim["claimName"]] = local
+        mount_path = mount["mountPath"].rstrip("/") or "/"
+        dirs = tuple(d for d in dirs if d != mounts[mount_path])
+        mounts[mount_path] = local
+
+    def local_path(value: str) -> str:
+        # The deepest mount holding the path wins, as in the container's mount table.
+        for mount_path in sorted(mounts, key=len, reverse=True):
+            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                return str(mounts[mount_path] / value[len(mount_path) :].lstrip("/"))
+        return value
+
+    port = _container_port(container, OLLAMA_PORT)
+    env = {
+        "PATH": os.pathsep.join([str(ollama.parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        **{n: os.environ[n] for n in ("LANG", "LC_ALL", "TZ") if n in os.environ},
+    }
+    for name, value in resolve_env(pod, container, secrets=secrets, configmaps=configmaps).items():
+        env[name] = local_path(value) if value.startswith("/") else value
+    # 0.0.0.0 in a pod means the pod's own address; here the pods share the host's network.
+    env["OLLAMA_HOST"] = f"{host}:{port}"
+    message_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
+    termination_log = _local(pod_dir, message_path)
+    env[TERMINATION_LOG_ENV] = str(termination_log)
+
+    command = [_expand(part, env) for part in container.get("command") or []]
+    args = [_expand(part, env) for part in container.get("args") or []]
+    if not command:
+        argv = [str(ollama), *(args or ["serve"])]
+    elif PurePosixPath(command[0]).name in ("sh", "bash", "dash"):
+        argv = ["/bin/sh", *command[1:], *args]
+    elif PurePosixPath(command[0]).name == "ollama":
+        argv = [str(ollama), *command[1:], *args]
+    else:
+        raise UnsupportedPod(f"container {OLLAMA_CONTAINER!r} runs {command[0]!r}")
+
+    probe = (container.get("readinessProbe") or {}).get("exec")
+    readiness = tuple(local_path(a) for a in probe["command"]) if probe else None
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
     return OllamaLaunch(
-        namespace=metadata.get("namespace", "default"),
+        namespace=namespace,
         pod=metadata.get("name", ""),
         uid=metadata.get("uid", ""),
-        host=(pod.get("status") or {}).get("podIP", ""),
-        port=_container_port(container, OLLAMA_PORT),
-        models=tuple(m.strip() for m in annotation.split(",") if m.strip()),
+        host=host,
+        port=port,
+        argv=tuple(argv),
+        env=env,
+        pod_dir=pod_dir,
+        files=files,
+        dirs=(*dirs, *claims.values(), termination_log.parent),
+        mounts=mounts,
         claims=claims,
+        readiness_argv=readiness,
+        termination_log=termination_log,
+        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+        image=container.get("image", ""),
+        grace_seconds=30.0 if grace is None else float(grace),
     )
+
+
+def ollama_container_status(
+    *,
+    image: str,
+    ready: bool,
+    restarts: int,
+    started_at: str | None,
+    last_terminated: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The pod status patch a kubelet would send for the Ollama container.
+
+    ``started_at`` is None while the container is not running (after an exit, in back-off);
+    ``last_terminated`` is its last ``terminated`` state (exitCode, reason, message...).
+    """
+    state: dict[str, Any]
+    if started_at is not None:
+        state = {"running": {"startedAt": started_at}}
+    else:
+        state = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off restarting failed container {OLLAMA_CONTAINER}",
+            }
+        }
+    container: dict[str, Any] = {
+        "name": OLLAMA_CONTAINER,
+        "image": image,
+        "imageID": "",
+        "ready": ready,
+        "started": started_at is not None,
+        "restartCount": restarts,
+        "state": state,
+    }
+    if last_terminated:
+        container["lastState"] = {"terminated": dict(last_terminated)}
+    condition = "True" if ready else "False"
+    return {
+        "status": {
+            "conditions": [
+                {"type": "ContainersReady", "status": condition},
+                {"type": "Ready", "status": condition},
+            ],
+            "containerStatuses": [container],
+        }
+    }
 
 
 def default_base_env(litellm: Path) -> dict[str, str]:
@@ -781,6 +926,10 @@ def launch_proxy(launch: ProxyLaunch, log_path: Path) -> ManagedProcess:
     return ManagedProcess(launch.argv, env=launch.env, cwd=launch.cwd, log_path=log_path)
 
 
+def _timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _no_proxy_opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -822,7 +971,7 @@ class ProcessInfo:
     host: str
     port: int
     state: str  # "waiting" (not started yet) | "running" | "exited" | "terminating"
-    pid: int | None  # None when served in-process (the fake Ollama)
+    pid: int | None  # None until started
     restarts: int
     log_path: Path | None
     pod_dir: Path | None
@@ -849,8 +998,13 @@ class _Entry:
     pod_dir: Path | None = None
     log_path: Path | None = None
     process: ManagedProcess | None = None
-    fake: FakeOllama | None = None
-    claims: tuple[str, ...] = ()
+    ollama: OllamaLaunch | None = None
+    # The Ollama container's status as last reported (see _report_ollama).
+    started_at: str | None = None
+    last_terminated: dict[str, Any] | None = None
+    probed_at: float = 0.0
+    probe_ready: bool = False
+    reported: dict[str, Any] | None = None
     files: set[Path] = field(default_factory=set)
     restarts: int = 0
     retry_at: float = 0.0
@@ -873,8 +1027,6 @@ class _Entry:
             state = "terminating"
         elif self.process is not None:
             state = "running" if self.process.alive else "exited"
-        elif self.fake is not None:
-            state = "running"
         else:
             state = "waiting"
         return ProcessInfo(
@@ -899,8 +1051,13 @@ class ProcessRunner:
     Use as a context manager, or start()/stop(). Give it a kubeconfig path or an
     ``api_client`` (kubernetes.client.ApiClient; the runner uses it from its own thread).
     ``namespace`` limits it to one namespace (default: all). ``workdir`` holds
-    ``logs/<ns>_<pod>.log`` and ``pods/`` (one directory per running pod); without one a
-    temporary directory is made and removed by stop().
+    ``logs/<ns>_<pod>.log``, ``pods/`` (one directory per running pod) and ``volumes/`` (one
+    directory per PersistentVolumeClaim an Ollama pod mounts, kept when the pod goes); without
+    one a temporary directory is made and removed by stop().
+
+    ``ollama_models``: the models every new Ollama volume holds before its first pod starts
+    (the tiny model of localcluster.tinymodel under each name), as if pulled earlier: no
+    registry is reachable here, so a pod's pull of any other model fails.
     """
 
     def __init__(
@@ -914,8 +1071,8 @@ class ProcessRunner:
         refresh_interval: float = 1.0,
         max_grace: float = 10.0,
         ollama_models: Iterable[str] = (),
-        ollama_pull_delay: float = 0.0,
         litellm: Path | None = None,
+        ollama: Path | None = None,
     ) -> None:
         if (kubeconfig is None) == (api_client is None):
             raise ValueError("give exactly one of kubeconfig and api_client")
@@ -929,10 +1086,9 @@ class ProcessRunner:
         self.refresh_interval = refresh_interval
         self.max_grace = max_grace
         self.ollama_models = tuple(ollama_models)
-        self.ollama_pull_delay = ollama_pull_delay
         self.litellm = litellm or Path(sys.executable).parent / "litellm"
+        self.ollama = ollama or tools.binary("ollama")
         self._entries: dict[tuple[str, str], _Entry] = {}  # (uid, pod IP) -> entry
-        self._ollama_store: dict[tuple[str, str], list[str]] = {}  # (ns, PVC) -> models
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = False
@@ -1040,14 +1196,9 @@ class ProcessRunner:
                 raise TimeoutError(f"pod {pod} still has a process after {timeout}s")
             time.sleep(0.1)
 
-    def ollama(self, pod: str, namespace: str | None = None) -> FakeOllama:
-        """The fake Ollama serving an Ollama pod (to switch its behaviour, seed models...)."""
-        with self._lock:
-            for entry in self._entries.values():
-                matches = namespace is None or entry.namespace == namespace
-                if matches and entry.name == pod and entry.fake is not None:
-                    return entry.fake
-        raise LookupError(f"no fake Ollama runs for pod {pod}")
+    def volume_dir(self, namespace: str, claim: str) -> Path:
+        """The directory standing in for a PersistentVolumeClaim (an Ollama model store)."""
+        return self.workdir / "volumes" / f"{namespace}_{claim}"
 
     def log(self, pod: str, namespace: str | None = None, lines: int = 200) -> str:
         info = next((i for i in self.processes(namespace) if i.pod == pod), None)
@@ -1147,7 +1298,9 @@ class ProcessRunner:
             # The kubelet's crash back-off, shortened for tests: 1 s, 2 s, 4 s ... 30 s.
             entry.retry_at = now + min(30.0, 2.0 ** (entry.restarts - 1))
             log.warning("runner: %s %s; restarting", entry.label, entry.reason)
-        running = (entry.process is not None and entry.process.alive) or entry.fake is not None
+        running = entry.process is not None and entry.process.alive
+        if entry.component == "ollama":
+            self._report_ollama(entry, now)
         if running:
             if entry.component == "proxy" and now - entry.refreshed_at >= self.refresh_interval:
                 self._refresh(entry, now)
@@ -1158,7 +1311,7 @@ class ProcessRunner:
             if entry.component == "proxy":
                 self._start_proxy(entry, now)
             else:
-                self._start_ollama(entry)
+                self._start_ollama(entry, now)
             entry.reason = ""
             entry.exit_seen = False
         except (PodNotReady, UnsupportedPod, OSError) as exc:
@@ -1173,7 +1326,8 @@ class ProcessRunner:
             other is not entry
             and other.host == entry.host
             and (other.port == entry.port or not entry.port)
-            and ((other.process is not None and other.process.alive) or other.fake is not None)
+            and other.process is not None
+            and other.process.alive
             for other in self._entries.values()
         )
 
@@ -1229,19 +1383,114 @@ class ProcessRunner:
             if entry.process is not None:
                 entry.process.note("volumes updated from their Secrets/ConfigMaps")
 
-    def _start_ollama(self, entry: _Entry) -> None:
-        launch = plan_ollama(entry.pod)
-        models = list(self.ollama_models) + list(launch.models)
-        for claim in launch.claims:
-            models += self._ollama_store.get((entry.namespace, claim), [])
-        fake = FakeOllama(
-            name=f"fake-ollama {entry.label}", models=models, pull_delay=self.ollama_pull_delay
+    def _start_ollama(self, entry: _Entry, now: float) -> None:
+        secrets, configmaps = self._references(entry.pod)
+        pod_dir = self._pod_dir(entry)
+        launch = plan_ollama_launch(
+            entry.pod,
+            pod_dir=pod_dir,
+            volumes_dir=self.workdir / "volumes",
+            ollama=self.ollama,
+            secrets=secrets,
+            configmaps=configmaps,
         )
-        fake.start(launch.host, launch.port)
-        entry.fake = fake
+        if not os.access(self.ollama, os.X_OK):
+            raise PodNotReady(f"no ollama binary at {self.ollama}: {tools.BUILD_COMMAND}")
+        for claim, volume in launch.claims.items():
+            if not volume.exists():
+                # A new volume: provisioned with the models every store starts with.
+                tmp = volume.with_name(f".{volume.name}.new")
+                shutil.rmtree(tmp, ignore_errors=True)
+                tinymodel.create_models(tmp, self.ollama_models, ollama=self.ollama)
+                tmp.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, volume)
+                log.info(
+                    "runner: volume %s/%s holds %s", entry.namespace, claim, self.ollama_models
+                )
         entry.port = launch.port
-        entry.claims = launch.claims
-        log.info("runner: %s serves the fake Ollama at %s", entry.label, fake.url)
+        entry.pod_dir = pod_dir
+        entry.log_path = self._log_path(entry)
+        entry.ollama = launch
+        entry.files, _ = sync_files(launch.files, launch.dirs, entry.files)
+        # A fresh termination message for each run of the container, as the kubelet makes.
+        launch.termination_log.write_bytes(b"")
+        if entry.process is not None:
+            entry.process.stop(grace=0)
+        entry.process = ManagedProcess(
+            launch.argv, env=launch.env, cwd=pod_dir, log_path=entry.log_path
+        )
+        entry.started_at = _timestamp()
+        entry.probe_ready = False
+        entry.probed_at = 0.0
+        entry.grace = min(launch.grace_seconds, self.max_grace)
+        log.info("runner: %s runs ollama at %s (pid %d)", entry.label, launch.url, entry.pid)
+
+    def _report_ollama(self, entry: _Entry, now: float) -> None:
+        """Be the kubelet for the Ollama pod's status: its readiness probe, and the container's
+        state after an exit (what the operator's OllamaReady reads)."""
+        process, launch = entry.process, entry.ollama
+        if process is None or launch is None:
+            return
+        if not process.alive and entry.started_at is not None:
+            message = ""
+            with contextlib.suppress(OSError):
+                message = launch.termination_log.read_text(errors="replace").strip()
+            if not message and launch.fallback_to_logs and process.returncode:
+                lines = tail(entry.log_path, 20).splitlines()
+                message = "\n".join(line for line in lines if not line.startswith("--- "))
+            entry.last_terminated = {
+                "exitCode": process.returncode,
+                "reason": "Completed" if process.returncode == 0 else "Error",
+                "message": message[-4096:],
+                "startedAt": entry.started_at,
+                "finishedAt": _timestamp(),
+            }
+            entry.started_at = None
+            entry.probe_ready = False
+        elif process.alive and launch.readiness_argv and now - entry.probed_at >= 1.0:
+            entry.probed_at = now
+            try:
+                probe = subprocess.run(
+                    launch.readiness_argv,
+                    env=launch.env,
+                    cwd=launch.pod_dir,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=5,
+                )
+                entry.probe_ready = probe.returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                entry.probe_ready = False
+        elif process.alive and not launch.readiness_argv:
+            entry.probe_ready = True
+        patch = ollama_container_status(
+            image=launch.image,
+            ready=process.alive and entry.probe_ready,
+            restarts=entry.restarts,
+            started_at=entry.started_at,
+            last_terminated=entry.last_terminated,
+        )
+        if patch == entry.reported:
+            return
+        for condition in patch["status"]["conditions"]:
+            condition["lastTransitionTime"] = _timestamp()
+        try:
+            self._patch_pod_status(entry.namespace, entry.name, patch)
+        except Exception as exc:  # the pod may be gone; the next sync tries again
+            log.debug("runner: %s status not reported: %s", entry.label, exc)
+            return
+        for condition in patch["status"]["conditions"]:
+            del condition["lastTransitionTime"]
+        entry.reported = patch
+
+    def _patch_pod_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._core.patch_namespaced_pod_status(
+            name,
+            namespace,
+            patch,
+            _content_type="application/strategic-merge-patch+json",
+            _request_timeout=(5, 15),
+        )
 
     def _begin_stop(self, entry: _Entry, reason: str) -> None:
         entry.kill_at = time.monotonic() + min(entry.grace, self.max_grace)
@@ -1249,12 +1498,6 @@ class ProcessRunner:
             log.info("runner: %s stopping (%s)", entry.label, reason)
             entry.process.note(f"stopping: {reason}")
             entry.process.signal(signal.SIGTERM)
-        if entry.fake is not None:
-            for claim in entry.claims:
-                self._ollama_store[(entry.namespace, claim)] = entry.fake.present_models
-            entry.fake.stop()
-            entry.fake = None
-            log.info("runner: %s fake Ollama stopped (%s)", entry.label, reason)
 
     def _finish(self, entry: _Entry) -> None:
         if entry.process is not None:
@@ -1280,15 +1523,16 @@ def _stop_everything() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m localcluster.runner",
-        description="Run the real litellm proxy (and a fake Ollama) for llmroute's pods.",
+        description="Run the real litellm proxy and the real Ollama for llmroute's pods.",
     )
     parser.add_argument("--kubeconfig", required=True, type=Path)
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--namespace", help="only this namespace (default: all)")
     parser.add_argument(
-        "--ollama-models", default="", help="comma-separated models every fake Ollama starts with"
+        "--ollama-models",
+        default="",
+        help="comma-separated models every new Ollama volume holds (the tiny local model)",
     )
-    parser.add_argument("--ollama-pull-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -1302,8 +1546,7 @@ def main(argv: list[str] | None = None) -> int:
         args.kubeconfig,
         namespace=args.namespace,
         workdir=args.workdir,
-        ollama_models=[m for m in args.ollama_models.split(",") if m.strip()],
-        ollama_pull_delay=args.ollama_pull_delay,
+        ollama_models=[m.strip() for m in args.ollama_models.split(",") if m.strip()],
     )
     with runner:
         log.info("runner: watching pods %s; logs in %s", MANAGED_BY_SELECTOR, args.workdir / "logs")

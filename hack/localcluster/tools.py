@@ -1,4 +1,4 @@
-"""Where the pinned control-plane binaries live (built by hack/build-tools.sh)."""
+"""Where the pinned binaries live: the control plane and Ollama (built by hack/build-tools.sh)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ _BINARY_VERSION_KEY = {
     "etcd": "ETCD_VERSION",
     "helm": "HELM_VERSION",
     "kwok": "KWOK_VERSION",
+    "ollama": "OLLAMA_VERSION",
 }
 _VERSION_DIR_PREFIX = {
     "KUBERNETES_VERSION": "kubernetes",
     "ETCD_VERSION": "etcd",
     "HELM_VERSION": "helm",
     "KWOK_VERSION": "kwok",
+    "OLLAMA_VERSION": "ollama",
 }
 
 

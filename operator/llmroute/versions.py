@@ -2,6 +2,8 @@
 
 LITELLM_VERSION must equal the litellm pin in pyproject.toml (the extra `operator`): the
 operator validates rendered configs with the same litellm release the proxy image runs.
+OLLAMA_VERSION must equal OLLAMA_VERSION in hack/versions.env: the tests run the Ollama
+server built from it. tests/unit/test_versions.py checks both.
 """
 
 LITELLM_VERSION = "1.106.2"

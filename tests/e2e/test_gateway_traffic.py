@@ -2,12 +2,15 @@
 
 The operator renders the route; kwok runs its pods in name only; the process runner
 starts the real litellm proxy for each of them with the ConfigMap, args and Secret-fed
-env the operator wrote. Upstream providers are local fakes; nothing else is faked.
+env the operator wrote. The cloud providers are local fakes; the local model is the real
+Ollama serving the tiny model (localcluster.tinymodel); nothing else is faked.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,8 +21,9 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from built_tools import require_tools
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster import Behaviour, FakeAnthropic, FakeOllama, FakeOpenAI, ProcessRunner, wait_for
+from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, tinymodel, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -33,7 +37,7 @@ class Gateway:
     master_key: str
     anthropic: FakeAnthropic
     openai: FakeOpenAI
-    ollama: FakeOllama
+    ollama: str  # the real Ollama's URL
     pricey: FakeOpenAI
     thrifty: FakeOpenAI
 
@@ -50,7 +54,8 @@ class Gateway:
 
 
 def _target(provider: str, model: str, fake, key: str | None = None, **extra) -> dict:
-    target = {"provider": provider, "model": model, "apiBase": fake.url, **extra}
+    url = fake if isinstance(fake, str) else fake.url
+    target = {"provider": provider, "model": model, "apiBase": url, **extra}
     if key:
         target["apiKeySecretRef"] = {"name": "provider-keys", "key": key}
     return target
@@ -58,15 +63,17 @@ def _target(provider: str, model: str, fake, key: str | None = None, **extra) ->
 
 @pytest.fixture(scope="module")
 def gateway(cluster, api) -> Iterator[Gateway]:
+    require_tools("ollama")
     fakes = {
         "anthropic": FakeAnthropic(name="fake-anthropic"),
         "openai": FakeOpenAI(name="fake-openai"),
-        "ollama": FakeOllama(name="fake-ollama", models=["llama3.2"]),
         "pricey": FakeOpenAI(name="fake-pricey", models=["big"]),
         "thrifty": FakeOpenAI(name="fake-thrifty", models=["small"]),
     }
     for fake in fakes.values():
         fake.start()
+    local = contextlib.ExitStack()
+    ollama_url = local.enter_context(tinymodel.local_ollama(["llama3.2"]))
     namespace = f"gw-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
@@ -89,7 +96,7 @@ def gateway(cluster, api) -> Iterator[Gateway]:
                     "targets": [
                         _target("anthropic", "claude-sonnet-4-5", fakes["anthropic"], "anthropic"),
                         _target("openai", "gpt-4", fakes["openai"], "openai"),
-                        _target("ollama", "llama3.2", fakes["ollama"]),
+                        _target("ollama", "llama3.2", ollama_url),
                     ],
                 },
                 {
@@ -137,19 +144,21 @@ def gateway(cluster, api) -> Iterator[Gateway]:
         yield Gateway(
             url=served.url,
             master_key=base64.b64decode(secret.data["masterKey"]).decode(),
+            ollama=ollama_url,
             **fakes,
         )
     finally:
         runner.stop()
         for fake in fakes.values():
             fake.stop()
+        local.close()
         core.delete_namespace(namespace)
 
 
 @pytest.fixture(autouse=True)
 def healthy_upstreams(gateway: Gateway) -> Iterator[None]:
     yield
-    for fake in (gateway.anthropic, gateway.openai, gateway.ollama):
+    for fake in (gateway.anthropic, gateway.openai):
         fake.behaviour = Behaviour.OK
     # A failed target sits out its cooldown; the next test starts once it serves again.
     wait_for(
@@ -158,7 +167,7 @@ def healthy_upstreams(gateway: Gateway) -> Iterator[None]:
         interval=1,
         what="the first target serving again after its cooldown",
     )
-    for fake in (gateway.anthropic, gateway.openai, gateway.ollama):
+    for fake in (gateway.anthropic, gateway.openai):
         fake.reset()
 
 
@@ -177,10 +186,20 @@ def test_failure_falls_back_down_the_chain(gateway: Gateway, failure: Behaviour)
     assert gateway.openai.inference_requests()[-1].api_key == PROVIDER_KEYS["openai"]
 
 
+def loaded_models(ollama_url: str) -> list[str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{ollama_url}/api/ps", timeout=10) as response:
+        return [m["name"] for m in json.loads(response.read())["models"]]
+
+
 def test_both_clouds_failing_reach_the_local_model(gateway: Gateway) -> None:
     gateway.anthropic.behaviour = Behaviour.ERROR500
     gateway.openai.behaviour = Behaviour.RATELIMIT429
-    assert "fake-ollama" in gateway.ask("smart")
+    answer = gateway.ask("smart")
+    # The tiny model's words, not a cloud fake's reply; Ollama loaded the model to answer.
+    assert answer.strip() and "fake-" not in answer
+    assert gateway.anthropic.inference_requests() and gateway.openai.inference_requests()
+    assert loaded_models(gateway.ollama) == ["llama3.2:latest"]
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong"])

@@ -1,11 +1,15 @@
 """The managed Ollama against a real control plane: StatefulSet, headless Service,
-NetworkPolicy and the model volume, and a request that reaches the local model.
+NetworkPolicy and the model volume, and requests that reach the local model.
 
-kwok runs the Ollama pod in name only and the process runner serves a fake Ollama at its IP,
-so the pull step itself (payloads/ollama_pull.sh) is not run here: tests/unit/test_ollama_pull.py
-runs it. What is real here is what the cluster does with the objects: the StatefulSet
-controller's claims, revisions and retention, garbage collection, scheduling onto a bound
-volume, and the real litellm proxy answering from Ollama when the clouds fail.
+kwok schedules the Ollama pod and the process runner runs its container's own command: the
+real pull script, which starts the real `ollama serve` at the pod's IP with the pod's claim
+as its model store. No registry is reachable, so a volume is provisioned holding the tiny
+local model (localcluster.tinymodel) under the names a test declares, as if pulled earlier;
+a model named with a loopback host nothing listens on stands for one the registry cannot
+serve (its pull fails at once, without a lookup or a packet leaving the machine). What is
+real: the StatefulSet controller's claims, revisions and retention, garbage collection,
+scheduling onto a bound volume, Ollama's pull, /api/tags and answers, and the real litellm
+proxy answering from Ollama when the clouds fail.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.route import parse_route
 from llmroute.route.ollama import keep_claim_templates, observe_ollama
-from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, wait_for
+from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, tinymodel, wait_for
 from manifests import render_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
@@ -32,6 +36,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 ROUTE = "loc"
 OLLAMA = f"{ROUTE}-ollama"
 CLAIM = f"models-{OLLAMA}-0"  # <volumeClaimTemplate>-<StatefulSet>-<ordinal>
+# A model no registry serves here: its host is a loopback port nothing listens on.
+UNPULLABLE_MODEL = "127.0.0.1:9/library/absent:latest"
 PROXY_SELECTOR = ",".join(
     f"{k}={v}"
     for k, v in {
@@ -293,28 +299,74 @@ def bound_volume(api, namespace) -> Iterator[None]:
     core.delete_persistent_volume(name)
 
 
-def pull(url: str, model: str) -> None:
-    """What the container's `ollama pull` asks the server (the fake holds no model at start)."""
+def ollama_api(url: str, path: str, body: dict | None = None) -> dict:
+    """A call to the real Ollama at a pod's address."""
     request = urllib.request.Request(
-        f"{url}/api/pull",
-        data=json.dumps({"model": model, "stream": False}).encode(),
+        f"{url}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
         headers={"Content-Type": "application/json"},
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10) as response:
-        assert json.loads(response.read())["status"] == "success"
+    with opener.open(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def condition(route: dict, kind: str) -> dict:
+    return next(
+        (c for c in (route.get("status") or {}).get("conditions") or [] if c["type"] == kind), {}
+    )
+
+
+def wait_models_ready(custom, namespace: str, models: list[str], timeout: float = 120) -> dict:
+    """The route once the operator reports OllamaReady=True with every model present, as
+    Ollama's /api/tags lists them (kwok's immediate Ready of a new pod, before the runner
+    reports the probe, can show True with presence still unknown)."""
+    wanted = [{"name": m, "present": "True"} for m in models]
+    return wait_for(
+        lambda: (
+            (r := read_route(custom, namespace))
+            and condition(r, "OllamaReady").get("status") == "True"
+            and (r.get("status") or {}).get("ollama", {}).get("models") == wanted
+            and r
+        ),
+        timeout=timeout,
+        what=f"OllamaReady=True with {', '.join(models)} present",
+    )
+
+
+def wait_ollama_pod(core, namespace: str):
+    return wait_for(
+        lambda: (
+            (p := core.read_namespaced_pod(f"{OLLAMA}-0", namespace)).status.pod_ip
+            and p.status.phase == "Running"
+            and not p.metadata.deletion_timestamp
+            and p
+        ),
+        timeout=120,
+        what="the Ollama pod Running on its bound volume",
+    )
+
+
+def whole_log(runner: ProcessRunner, pod: str, namespace: str) -> str:
+    """Every run of the pod's container (ollama serve logs each request)."""
+    return runner.log(pod, namespace, lines=100_000)
+
+
+def pod_ready(pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def test_the_local_model_answers_when_the_clouds_fail(
     cluster, api, apis, namespace, clouds, bound_volume
 ) -> None:
-    """A request for `smart` fails on both cloud fakes and is answered by the fake Ollama
-    that the runner serves at the Ollama pod's IP, through the real litellm proxy.
+    """A request for `smart` fails on both cloud fakes and is answered by the real Ollama of
+    the route's StatefulSet pod, through the real litellm proxy (ollama_chat/), plain and
+    streamed.
 
     The ollama target gets its apiBase set to that pod IP once the pod has one: without it,
     litellm would resolve the managed Ollama by the headless Service's DNS name, and no DNS
-    serves cluster names here (nor do Services get endpoints for loopback pod IPs). The
-    route keeps spec.ollama, so the StatefulSet, its volume and its pod are the real ones.
+    serves cluster names here. The route keeps spec.ollama, so the StatefulSet, its volume and
+    its pod are the real ones.
     """
     core, _, custom = apis
     anthropic, openai_ = clouds
@@ -341,48 +393,35 @@ def test_the_local_model_answers_when_the_clouds_fail(
         [*cloud_targets, {"provider": "ollama", "model": "llama3.2"}],
     )
     route["spec"]["models"][0]["name"] = "smart"
-    route["spec"]["router"] = {"timeoutSeconds": 5, "numRetries": 0}
+    route["spec"]["router"] = {"timeoutSeconds": 30, "numRetries": 0}
     create_route(custom, namespace, route)
 
-    pod = wait_for(
-        lambda: (
-            (p := core.read_namespaced_pod(f"{OLLAMA}-0", namespace)).status.pod_ip
-            and p.status.phase == "Running"
-            and p
-        ),
-        timeout=120,
-        what="the Ollama pod Running on its bound volume",
-    )
-    ollama_url = f"http://{pod.status.pod_ip}:11434"
-    targets = [*cloud_targets, {"provider": "ollama", "model": "llama3.2", "apiBase": ollama_url}]
-    custom.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        ROUTE_PLURAL,
-        ROUTE,
-        {"spec": {"models": [{"name": "smart", "targets": targets}]}},
-    )
-    config_hash = render_manifest(read_route(custom, namespace)).config_hash
-
-    with ProcessRunner(api_client=cluster.api_client(), namespace=namespace) as runner:
+    with ProcessRunner(
+        api_client=cluster.api_client(), namespace=namespace, ollama_models=["llama3.2"]
+    ) as runner:
+        pod = wait_ollama_pod(core, namespace)
+        ollama_url = f"http://{pod.status.pod_ip}:11434"
         runner.wait_serving(pod.metadata.name, timeout=60, namespace=namespace)
-        # The Ollama status reads the real StatefulSet and the fake's /api/tags at the pod IP.
-        state = observe_ollama(api, parse_route(read_route(custom, namespace)))
-        assert state is not None
-        assert state.models == [{"name": "llama3.2", "present": "False"}]
-        pull(ollama_url, "llama3.2")
-        state = wait_for(
-            lambda: (
-                (s := observe_ollama(api, parse_route(read_route(custom, namespace))))
-                and s.status
-                and s
-            ),
-            timeout=60,
-            what="OllamaReady from the StatefulSet and /api/tags",
-        )
-        assert state.models == [{"name": "llama3.2", "present": "True"}]
+        # The operator's status: readiness from the StatefulSet (the pull script found the
+        # model on the volume), presence from the real Ollama's /api/tags.
+        wait_models_ready(custom, namespace, ["llama3.2"])
+        assert "llama3.2 is on the volume" in whole_log(runner, pod.metadata.name, namespace)
+        tags = ollama_api(ollama_url, "/api/tags")
+        assert [m["name"] for m in tags["models"]] == ["llama3.2:latest"]
 
+        targets = [
+            *cloud_targets,
+            {"provider": "ollama", "model": "llama3.2", "apiBase": ollama_url},
+        ]
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            ROUTE_PLURAL,
+            ROUTE,
+            {"spec": {"models": [{"name": "smart", "targets": targets}]}},
+        )
+        config_hash = render_manifest(read_route(custom, namespace)).config_hash
         proxy = wait_for(
             lambda: next(
                 (
@@ -403,15 +442,112 @@ def test_the_local_model_answers_when_the_clouds_fail(
         master = core.read_namespaced_secret(f"{ROUTE}-master-key", namespace)
         key = base64.b64decode(master.data["masterKey"]).decode()
         gateway = openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0, timeout=60)
+        assert not ollama_api(ollama_url, "/api/ps")["models"], "nothing loaded before a request"
         reply = gateway.chat.completions.create(
             model="smart", messages=[{"role": "user", "content": "Hello"}]
         )
-        assert "fake-ollama" in reply.choices[0].message.content
+        # Words from the tiny model, cut at its num_predict: it never ends an answer itself.
+        assert reply.choices[0].message.content.strip()
+        assert reply.choices[0].finish_reason == "length"
         assert anthropic.inference_requests(), "the first cloud was tried"
         assert openai_.inference_requests(), "the second cloud was tried"
-        assert runner.ollama(pod.metadata.name, namespace).inference_requests()
+        loaded = [m["name"] for m in ollama_api(ollama_url, "/api/ps")["models"]]
+        assert loaded == ["llama3.2:latest"], "the real Ollama loaded the model to answer"
 
-    # The runner is gone, and with it the fake: presence is Unknown, not guessed.
+        chunks = list(
+            gateway.chat.completions.create(
+                model="smart", messages=[{"role": "user", "content": "Stream it"}], stream=True
+            )
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert len(chunks) > 2 and streamed.strip()
+
+        # Embeddings from the same server and model (a client in the cluster asks it directly:
+        # the gateway's ollama_chat/ route is for chat).
+        embedded = ollama_api(ollama_url, "/api/embed", {"model": "llama3.2", "input": "hi"})
+        (vector,) = embedded["embeddings"]
+        assert len(vector) == tinymodel.EMBEDDING
+
+    # The runner is gone, and with it Ollama: presence is Unknown, not guessed.
     state = observe_ollama(api, parse_route(read_route(custom, namespace)))
     assert state is not None
     assert state.models == [{"name": "llama3.2", "present": "Unknown"}]
+
+
+def test_a_model_no_registry_serves_keeps_the_pod_unready(
+    cluster, apis, namespace, bound_volume
+) -> None:
+    """The real pull of a model that cannot be pulled fails: the container exits, restarts,
+    never gets Ready, and OllamaReady=False names the model."""
+    core, apps, custom = apis
+    models = ["llama3.2", UNPULLABLE_MODEL]
+    create_route(
+        custom,
+        namespace,
+        manifest({"models": models, "storage": {"size": "5Gi", "storageClassName": ""}}),
+    )
+    with ProcessRunner(
+        api_client=cluster.api_client(), namespace=namespace, ollama_models=["llama3.2"]
+    ) as runner:
+        pod = wait_ollama_pod(core, namespace)
+        # The operator sees the crash loop on its Ollama refresh timer (a container's state
+        # changes no StatefulSet field it watches).
+        failing = wait_for(
+            lambda: (
+                condition(r := read_route(custom, namespace), "OllamaReady").get("reason")
+                == "PodFailing"
+                and r
+            ),
+            timeout=150,
+            what="the crash loop in OllamaReady",
+        )
+        assert condition(failing, "OllamaReady")["status"] == "False"
+        message = condition(failing, "OllamaReady")["message"]
+        assert f"cannot pull {UNPULLABLE_MODEL}" in message
+        assert "CrashLoopBackOff" in message
+        pod = core.read_namespaced_pod(pod.metadata.name, namespace)
+        assert not pod_ready(pod)
+        assert not apps.read_namespaced_stateful_set(OLLAMA, namespace).status.ready_replicas
+        # The present model was skipped; Ollama's own error is in the container's log.
+        log_text = whole_log(runner, pod.metadata.name, namespace)
+        assert "llama3.2 is on the volume" in log_text
+        assert "Error: pull model manifest" in log_text
+
+
+def test_the_models_outlive_the_route_on_the_retained_volume(
+    cluster, apis, namespace, bound_volume, tmp_path
+) -> None:
+    """Deleting the route leaves the claim; a new route of the same name gets it back, and
+    its Ollama finds the model there without pulling."""
+    core, apps, custom = apis
+    spec = {"models": ["llama3.2"], "storage": {"size": "5Gi", "storageClassName": ""}}
+    with ProcessRunner(
+        api_client=cluster.api_client(), namespace=namespace, workdir=tmp_path
+    ) as runner:
+        # Volumes start empty here: the model is put on this one, as an earlier pull would.
+        tinymodel.create_models(runner.volume_dir(namespace, CLAIM), ["llama3.2"])
+        create_route(custom, namespace, manifest(spec))
+        first = wait_ollama_pod(core, namespace)
+        wait_models_ready(custom, namespace, ["llama3.2"])
+
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, ROUTE)
+        runner.wait_stopped(first.metadata.name, timeout=60, namespace=namespace)
+        wait_for(
+            lambda: not apps.list_namespaced_stateful_set(namespace).items,
+            timeout=90,
+            what="garbage collection of the StatefulSet",
+        )
+        claim = core.read_namespaced_persistent_volume_claim(CLAIM, namespace)
+        assert claim.metadata.deletion_timestamp is None
+
+        create_route(custom, namespace, manifest(spec))
+        second = wait_ollama_pod(core, namespace)
+        assert second.metadata.uid != first.metadata.uid
+        wait_models_ready(custom, namespace, ["llama3.2"])
+        assert core.read_namespaced_persistent_volume_claim(CLAIM, namespace).metadata.uid == (
+            claim.metadata.uid
+        )
+        # Both pods (the log follows the pod's name) found the model on the volume.
+        log_text = whole_log(runner, second.metadata.name, namespace)
+        assert log_text.count("llama3.2 is on the volume") == 2
+        assert "pulling llama3.2" not in log_text

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from localcluster.controlplane import free_port
-from localcluster.fakes import Behaviour, FakeAnthropic, FakeOllama, FakeOpenAI
+from localcluster.fakes import Behaviour, FakeAnthropic, FakeOpenAI
 
 HACK_DIR = Path(__file__).resolve().parents[2] / "hack"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -339,131 +339,6 @@ def test_anthropic_validates_required_fields(fake_anthropic: FakeAnthropic) -> N
     assert json.loads(raw)["error"]["type"] == "invalid_request_error"
 
 
-# -- Ollama ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_ollama() -> Iterator[FakeOllama]:
-    with FakeOllama(usage=(12, 6)) as fake:
-        yield fake
-
-
-def test_ollama_root_and_empty_tags(fake_ollama: FakeOllama) -> None:
-    status, _, body = http("GET", f"{fake_ollama.url}/")
-    assert (status, body) == (200, b"Ollama is running")
-    assert json.loads(http("GET", f"{fake_ollama.url}/api/tags")[2]) == {"models": []}
-
-
-def test_ollama_pull_adds_the_model(fake_ollama: FakeOllama) -> None:
-    status, headers, raw = http("POST", f"{fake_ollama.url}/api/pull", {"model": "llama3.2"})
-    assert status == 200
-    assert headers["Content-Type"] == "application/x-ndjson"
-    lines = ndjson(raw)
-    assert lines[0] == {"status": "pulling manifest"}
-    assert lines[-1] == {"status": "success"}
-    assert any("completed" in line for line in lines)
-    tags = json.loads(http("GET", f"{fake_ollama.url}/api/tags")[2])["models"]
-    assert [t["name"] for t in tags] == ["llama3.2:latest"]
-    assert fake_ollama.has_model("llama3.2:latest")
-
-
-def test_ollama_pull_unknown_model_fails(fake_ollama: FakeOllama) -> None:
-    _, _, raw = http("POST", f"{fake_ollama.url}/api/pull", {"model": "no-such-model"})
-    assert ndjson(raw)[-1] == {"error": "pull model manifest: file does not exist"}
-    status, _, body = http(
-        "POST", f"{fake_ollama.url}/api/pull", {"name": "no-such-model", "stream": False}
-    )
-    assert status == 500
-    assert "error" in json.loads(body)
-    assert fake_ollama.present_models == []
-
-
-def test_ollama_pull_not_streamed(fake_ollama: FakeOllama) -> None:
-    status, _, body = http(
-        "POST", f"{fake_ollama.url}/api/pull", {"model": "qwen2.5:0.5b", "stream": False}
-    )
-    assert (status, json.loads(body)) == (200, {"status": "success"})
-    assert fake_ollama.present_models == ["qwen2.5:0.5b"]
-
-
-def test_ollama_chat_needs_the_model(fake_ollama: FakeOllama) -> None:
-    chat = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": False}
-    status, _, body = http("POST", f"{fake_ollama.url}/api/chat", chat)
-    assert status == 404
-    assert "try pulling it first" in json.loads(body)["error"]
-
-    fake_ollama.add_models("llama3.2")
-    status, _, body = http("POST", f"{fake_ollama.url}/api/chat", chat)
-    assert status == 200
-    answer = json.loads(body)
-    assert answer["done"] is True
-    assert answer["message"]["role"] == "assistant"
-    assert "fake-ollama" in answer["message"]["content"]
-    assert (answer["prompt_eval_count"], answer["eval_count"]) == (12, 6)
-
-
-def test_ollama_chat_streams_by_default(fake_ollama: FakeOllama) -> None:
-    fake_ollama.add_models("llama3.2")
-    chat = {"model": "llama3.2:latest", "messages": [{"role": "user", "content": "hi"}]}
-    lines = ndjson(http("POST", f"{fake_ollama.url}/api/chat", chat)[2])
-    assert [line["done"] for line in lines] == [False] * (len(lines) - 1) + [True]
-    text = "".join(line["message"]["content"] for line in lines)
-    assert text == fake_ollama.reply_text("llama3.2:latest")
-    assert lines[-1]["eval_count"] == 6
-
-
-def test_ollama_generate_and_show(fake_ollama: FakeOllama) -> None:
-    fake_ollama.add_models("llama3.2")
-    status, _, body = http(
-        "POST",
-        f"{fake_ollama.url}/api/generate",
-        {"model": "llama3.2", "prompt": "hi", "stream": False},
-    )
-    assert status == 200
-    assert "fake-ollama" in json.loads(body)["response"]
-    status, _, body = http("POST", f"{fake_ollama.url}/api/show", {"model": "llama3.2"})
-    assert status == 200
-    assert "model_info" in json.loads(body)
-    assert http("POST", f"{fake_ollama.url}/api/show", {"model": "mistral"})[0] == 404
-
-
-def test_ollama_delete(fake_ollama: FakeOllama) -> None:
-    fake_ollama.add_models("llama3.2")
-    assert http("DELETE", f"{fake_ollama.url}/api/delete", {"model": "llama3.2"})[0] == 200
-    assert fake_ollama.present_models == []
-    assert http("DELETE", f"{fake_ollama.url}/api/delete", {"model": "llama3.2"})[0] == 404
-
-
-def test_ollama_openai_compatible_endpoint(fake_ollama: FakeOllama) -> None:
-    fake_ollama.add_models("llama3.2")
-    client = openai.OpenAI(base_url=f"{fake_ollama.url}/v1", api_key="ollama", max_retries=0)
-    response = ask(client, model="llama3.2")
-    assert "fake-ollama" in response.choices[0].message.content
-
-
-def test_ollama_behaviours_spare_the_control_plane(fake_ollama: FakeOllama) -> None:
-    fake_ollama.add_models("llama3.2")
-    fake_ollama.behaviour = "error500"
-    chat = {"model": "llama3.2", "messages": [], "stream": False}
-    status, _, body = http("POST", f"{fake_ollama.url}/api/chat", chat)
-    assert status == 500
-    assert "error" in json.loads(body)
-    assert http("GET", f"{fake_ollama.url}/api/tags")[0] == 200
-    fake_ollama.behaviour = "ratelimit429"
-    status, headers, _ = http("POST", f"{fake_ollama.url}/api/generate", chat)
-    assert status == 429
-    assert headers["Retry-After"] == "1"
-
-
-def test_ollama_required_key() -> None:
-    with FakeOllama(models=["llama3.2"], required_key="secret") as fake:
-        chat = {"model": "llama3.2", "messages": [], "stream": False}
-        status, _, body = http("POST", f"{fake.url}/api/chat", chat)
-        assert (status, json.loads(body)) == (401, {"error": "unauthorized"})
-        headers = {"Authorization": "Bearer secret"}
-        assert http("POST", f"{fake.url}/api/chat", chat, headers)[0] == 200
-
-
 # -- lifecycle and command line ----------------------------------------------------------------
 
 
@@ -481,7 +356,7 @@ def test_start_binds_any_loopback_address_and_restarts() -> None:
 
 
 def test_command_line_serves_until_sigterm() -> None:
-    ports = {name: free_port() for name in ("openai", "anthropic", "ollama")}
+    ports = {name: free_port() for name in ("openai", "anthropic")}
     env = {**os.environ, "PYTHONPATH": str(HACK_DIR)}
     proc = subprocess.Popen(
         [
@@ -489,7 +364,6 @@ def test_command_line_serves_until_sigterm() -> None:
             "-m",
             "localcluster.fakes",
             *(f"--{name}=127.0.0.1:{port}" for name, port in ports.items()),
-            "--ollama-models=llama3.2",
             "--openai-key=sk-cli",
         ],
         env=env,
@@ -502,8 +376,6 @@ def test_command_line_serves_until_sigterm() -> None:
         base = f"http://127.0.0.1:{ports['openai']}/v1"
         client = openai.OpenAI(base_url=base, api_key="sk-cli", max_retries=0)
         assert "fake-openai" in ask(client).choices[0].message.content
-        tags = json.loads(http("GET", f"http://127.0.0.1:{ports['ollama']}/api/tags")[2])
-        assert [t["name"] for t in tags["models"]] == ["llama3.2:latest"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:

@@ -19,8 +19,9 @@ MODULES = sorted(p for p in PACKAGE_DIR.glob("*.py"))
 @pytest.mark.parametrize("name", localcluster.__all__)
 def test_every_public_name_resolves_to_what_its_module_defines(name: str) -> None:
     value = getattr(localcluster, name)
-    if name == "tools":
-        assert value is importlib.import_module("localcluster.tools")
+    if name in localcluster._MODULES:
+        assert value is importlib.import_module(f"localcluster.{name}")
+        assert name in localcluster.__doc__
         return
     module = importlib.import_module(f"localcluster.{localcluster._DEFINED_IN[name]}")
     assert value is getattr(module, name)

@@ -4,6 +4,12 @@ stand-in `ollama` on PATH that records its calls and holds models in a directory
 The stand-in answers like the real CLI where the script depends on it: `serve` runs until
 SIGTERM, `list` fails until the server is up, `show NAME` fails for a model that is not
 present, `pull NAME` fails for a name the registry does not know.
+
+The stand-in stays for what the real server cannot be made to do on demand: a pull that
+succeeds (no registry is reachable here), a pull still running when SIGTERM arrives, a
+server that exits at start or dies later. The script against the real `ollama` (a present
+model kept, a missing one failing its pull) runs in test_runner_materialize.py and the
+e2e tests/e2e/test_ollama.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """The Ollama part of a route's status (route/ollama.py): the pure parts, and /api/tags
-read from a fake Ollama on loopback."""
+read from the real Ollama on loopback, serving the tiny local model."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
 import pytest
 
+from built_tools import require_tools
 from llmroute.api.route import parse_route
 from llmroute.route.ollama import (
     OllamaState,
@@ -23,7 +25,7 @@ from llmroute.route.ollama import (
     wanted_models,
     with_ollama_condition,
 )
-from localcluster import FakeOllama
+from localcluster.tinymodel import local_ollama
 
 
 @pytest.mark.parametrize(
@@ -260,13 +262,10 @@ def test_condition_is_set_or_removed() -> None:
     assert with_ollama_condition(conditions, None, 3) == []
 
 
-def test_fetch_tags_from_a_fake_ollama() -> None:
-    fake = FakeOllama(models=["llama3.2"])
-    url = fake.start()
-    try:
+def test_fetch_tags_from_the_real_ollama() -> None:
+    require_tools("ollama")
+    with local_ollama(["llama3.2"]) as url:
         presence, why = read_presence([url], ["llama3.2:latest", "qwen2.5:7b"], fetch_tags)
-    finally:
-        fake.stop()
     assert why is None
     assert presence == present(("llama3.2:latest", "True"), ("qwen2.5:7b", "False"))
     # Stopped: nothing answers, within the short timeout.
@@ -337,8 +336,9 @@ def test_a_label_change_alone_is_not_reported() -> None:
 
 
 def test_external_ollama_status_needs_no_cluster() -> None:
-    fake = FakeOllama(models=["llama3.2"])
-    url = fake.start()
+    require_tools("ollama")
+    stack = contextlib.ExitStack()
+    url = stack.enter_context(local_ollama(["llama3.2"]))
     route = {
         "metadata": {"name": "gw", "namespace": "ns"},
         "spec": {
@@ -354,10 +354,8 @@ def test_external_ollama_status_needs_no_cluster() -> None:
             "ollama": {"external": {"url": url}},
         },
     }
-    try:
+    with stack:
         state = observe_ollama(None, parse_route(route))  # type: ignore[arg-type]
-    finally:
-        fake.stop()
     assert state is not None
     assert (state.status, state.reason) == (False, "ModelMissing")
     assert state.models == present(("llama3.2", "True"), ("phi3", "False"))

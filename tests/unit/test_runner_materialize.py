@@ -20,6 +20,7 @@ import openai
 import pytest
 import yaml
 
+from built_tools import require_tools
 from localcluster.fakes import FakeOpenAI
 from localcluster.runner import (
     KEYS_DIR_ENV,
@@ -28,8 +29,9 @@ from localcluster.runner import (
     ProcessRunner,
     UnsupportedPod,
     launch_proxy,
+    ollama_container_status,
     parse_quantity,
-    plan_ollama,
+    plan_ollama_launch,
     plan_proxy_launch,
     pod_component,
     pod_is_running,
@@ -38,6 +40,7 @@ from localcluster.runner import (
     wait_http_ok,
 )
 from localcluster.wait import wait_for
+from manifests import render_manifest
 
 LITELLM = Path("/venv/bin/litellm")
 BASE_ENV = {"PATH": "/venv/bin:/usr/bin", "HOME": "/home/test"}
@@ -353,28 +356,100 @@ def test_which_pods_the_runner_serves() -> None:
     assert pod_component(other) is None
 
 
-def test_plan_ollama() -> None:
-    pod = {
-        "metadata": {
-            "name": "gw-ollama-0",
-            "namespace": "ns",
-            "uid": "u",
-            "labels": {"app.kubernetes.io/component": "ollama"},
-            "annotations": {"localcluster.llmroute.dev/ollama-models": "llama3.2, qwen2.5"},
-        },
+def rendered_ollama_pod(models: list[str], host: str = "127.0.1.20") -> dict:
+    """The pod the StatefulSet controller makes from the rendered Ollama template."""
+    route = {
+        "apiVersion": "llmroute.dev/v1alpha1",
+        "kind": "LLMRoute",
+        "metadata": {"name": "gw", "namespace": "ns"},
         "spec": {
-            "containers": [{"name": "ollama", "ports": [{"containerPort": 11434}]}],
-            "volumes": [
-                {"name": "models", "persistentVolumeClaim": {"claimName": "models-gw-ollama-0"}}
-            ],
+            "models": [{"name": "local", "targets": [{"provider": "ollama", "model": models[0]}]}],
+            "ollama": {"models": models},
         },
-        "status": {"phase": "Running", "podIP": "127.0.1.20"},
     }
+    (statefulset,) = [o for o in render_manifest(route).objects if o["kind"] == "StatefulSet"]
+    template = copy.deepcopy(statefulset["spec"]["template"])
+    claim = statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    template["spec"]["volumes"].append(
+        {"name": claim, "persistentVolumeClaim": {"claimName": f"{claim}-gw-ollama-0"}}
+    )
+    template["metadata"].update(name="gw-ollama-0", namespace="ns", uid="u")
+    template["status"] = {"phase": "Running", "podIP": host}
+    return template
+
+
+def test_plan_ollama_launch_runs_the_pods_command_with_its_volume_as_the_store() -> None:
+    pod = rendered_ollama_pod(["llama3.2", "qwen2.5"])
     assert pod_component(pod) == "ollama"
-    launch = plan_ollama(pod)
+    pod_dir = Path("/w/pods/ns_gw-ollama-0_u")
+    ollama = Path("/tools/ollama-v0/ollama")
+    launch = plan_ollama_launch(pod, pod_dir=pod_dir, volumes_dir=Path("/w/volumes"), ollama=ollama)
+    (container,) = pod["spec"]["containers"]
+    # The pull script of the pod spec, as written, by the shell.
+    assert launch.argv == ("/bin/sh", *container["command"][1:])
     assert (launch.host, launch.port) == ("127.0.1.20", 11434)
-    assert launch.models == ("llama3.2", "qwen2.5")
-    assert launch.claims == ("models-gw-ollama-0",)
+    store = Path("/w/volumes/ns_models-gw-ollama-0")
+    assert launch.claims == {"models-gw-ollama-0": store}
+    env = launch.env
+    assert env["OLLAMA_HOST"] == "127.0.1.20:11434"
+    assert env["OLLAMA_MODELS"] == str(store)
+    assert env["HOME"] == str(pod_dir / "tmp")
+    assert env["LLMROUTE_OLLAMA_MODELS"] == "llama3.2 qwen2.5"
+    assert env["LLMROUTE_OLLAMA_READY_FILE"] == str(pod_dir / "tmp/llmroute/ready")
+    assert env["LLMROUTE_TERMINATION_LOG"] == str(pod_dir / "dev/termination-log")
+    assert env["PATH"].split(os.pathsep)[0] == str(ollama.parent)
+    assert launch.readiness_argv == ("test", "-f", str(pod_dir / "tmp/llmroute/ready"))
+    assert launch.fallback_to_logs
+    assert launch.image.startswith("docker.io/ollama/ollama:")
+    assert store in launch.dirs and pod_dir / "tmp" in launch.dirs
+    assert pod_dir / "models" not in launch.dirs
+
+
+def test_plan_ollama_launch_without_a_command_serves() -> None:
+    pod = rendered_ollama_pod(["llama3.2"])
+    (container,) = pod["spec"]["containers"]
+    del container["command"]
+    ollama = Path("/tools/ollama")
+    launch = plan_ollama_launch(pod, pod_dir=Path("/p"), volumes_dir=Path("/v"), ollama=ollama)
+    assert launch.argv == ("/tools/ollama", "serve")
+    container["command"] = ["python", "-m", "http.server"]
+    with pytest.raises(UnsupportedPod):
+        plan_ollama_launch(pod, pod_dir=Path("/p"), volumes_dir=Path("/v"), ollama=ollama)
+    with pytest.raises(PodNotReady):
+        plan_ollama_launch(
+            {**pod, "status": {"phase": "Pending"}},
+            pod_dir=Path("/p"),
+            volumes_dir=Path("/v"),
+            ollama=ollama,
+        )
+
+
+def test_ollama_container_status_as_a_kubelet_reports_it() -> None:
+    running = ollama_container_status(
+        image="img", ready=False, restarts=0, started_at="t0", last_terminated=None
+    )
+    (status,) = running["status"]["containerStatuses"]
+    assert status["state"] == {"running": {"startedAt": "t0"}}
+    assert "lastState" not in status
+    assert {c["type"]: c["status"] for c in running["status"]["conditions"]} == {
+        "Ready": "False",
+        "ContainersReady": "False",
+    }
+    failed = ollama_container_status(
+        image="img",
+        ready=False,
+        restarts=2,
+        started_at=None,
+        last_terminated={"exitCode": 1, "reason": "Error", "message": "cannot pull x"},
+    )
+    (status,) = failed["status"]["containerStatuses"]
+    assert status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert status["lastState"]["terminated"]["message"] == "cannot pull x"
+    assert status["restartCount"] == 2
+    ready = ollama_container_status(
+        image="img", ready=True, restarts=2, started_at="t1", last_terminated=None
+    )
+    assert {c["status"] for c in ready["status"]["conditions"]} == {"True"}
 
 
 @pytest.mark.parametrize(
@@ -651,36 +726,97 @@ def test_runner_swaps_processes_on_rollout_and_stop_ends_all(tmp_path: Path) -> 
     assert not tmp_path.joinpath("pods", new.pod_dir.name).exists()
 
 
-def test_runner_serves_fake_ollama_with_models_kept_on_the_volume(
-    dict_runner: DictRunner,
-) -> None:
-    host, port = free_loopback_address()
+# No registry is reachable: a model named with a loopback host whose port nothing listens on
+# fails to pull at once, without a DNS lookup or a packet leaving the machine.
+UNPULLABLE_MODEL = "127.0.0.1:9/library/absent:latest"
 
-    def ollama_pod(uid: str) -> dict:
-        return {
-            "metadata": {
-                "name": "gw-ollama-0",
-                "namespace": "ns",
-                "uid": uid,
-                "labels": {"app.kubernetes.io/component": "ollama"},
-            },
-            "spec": {
-                "containers": [{"name": "ollama", "ports": [{"containerPort": port}]}],
-                "volumes": [{"name": "m", "persistentVolumeClaim": {"claimName": "m-gw-ollama-0"}}],
-            },
-            "status": {"phase": "Running", "podIP": host},
-        }
 
-    dict_runner.pods = [ollama_pod("first")]
-    info = dict_runner.wait_serving("gw-ollama-0", timeout=10)
-    assert info.url == f"http://{host}:{port}"
-    dict_runner.ollama("gw-ollama-0").add_models("llama3.2")
-    # The StatefulSet recreates the pod (new uid) on the same PVC: the model is still there.
-    dict_runner.pods = [ollama_pod("second")]
-    wait_for(
-        lambda: (i := dict_runner.process("gw-ollama-0")) and i.uid == "second",
-        timeout=10,
-        what="the new pod",
+class StatusRecordingRunner(DictRunner):
+    """Keeps the pod status patches the runner sends, as the API server would merge them."""
+
+    def __init__(self, workdir: Path, **kwargs) -> None:
+        super().__init__(workdir, **kwargs)
+        self.statuses: dict[str, list[dict]] = {}
+
+    def _patch_pod_status(self, namespace: str, name: str, patch: dict) -> None:
+        self.statuses.setdefault(name, []).append(copy.deepcopy(patch["status"]))
+
+    def last_status(self, pod: str) -> dict | None:
+        return (self.statuses.get(pod) or [None])[-1]
+
+
+def is_ready(status: dict | None) -> bool:
+    return (
+        bool(status) and {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
     )
-    dict_runner.wait_serving("gw-ollama-0", timeout=10)
-    assert dict_runner.ollama("gw-ollama-0").present_models == ["llama3.2:latest"]
+
+
+def api_json(url: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        request, timeout=60
+    ) as response:
+        return json.loads(response.read())
+
+
+def test_runner_serves_the_real_ollama_with_models_kept_on_the_volume(tmp_path: Path) -> None:
+    require_tools("ollama")
+    host, _ = free_loopback_address()
+    runner = StatusRecordingRunner(tmp_path, ollama_models=["llama3.2"])
+
+    def pod(uid: str, models: list[str]) -> dict:
+        pod = rendered_ollama_pod(models, host=host)
+        pod["metadata"]["uid"] = uid
+        return pod
+
+    with runner:
+        runner.pods = [pod("first", ["llama3.2"])]
+        info = runner.wait_serving("gw-ollama-0", timeout=30)
+        assert info.url == f"http://{host}:11434"
+        # The pull script found the model on the volume; the readiness probe passes.
+        wait_for(lambda: is_ready(runner.last_status("gw-ollama-0")), timeout=30, what="Ready")
+        tags = api_json(f"{info.url}/api/tags")
+        assert [m["name"] for m in tags["models"]] == ["llama3.2:latest"]
+        answer = api_json(
+            f"{info.url}/api/chat",
+            {
+                "model": "llama3.2",
+                "messages": [{"role": "user", "content": "Hello"}],
+                "stream": False,
+            },
+        )
+        assert answer["done_reason"] == "length"
+        assert answer["message"]["content"].strip()
+        assert "is on the volume" in runner.log("gw-ollama-0")
+
+        # The StatefulSet recreates the pod (new uid) on the same claim: the model is still
+        # there, and a model declared since is pulled -- which fails, with no registry here.
+        first_pod_reports = len(runner.statuses["gw-ollama-0"])
+        runner.pods = [pod("second", ["llama3.2", UNPULLABLE_MODEL])]
+        failed = wait_for(
+            lambda: (
+                (i := runner.process("gw-ollama-0"))
+                and i.uid == "second"
+                and (status := runner.last_status("gw-ollama-0"))
+                and "waiting" in status["containerStatuses"][0]["state"]
+                and status
+            ),
+            timeout=30,
+            what="the pod's container failing its pull",
+        )
+        (container,) = failed["containerStatuses"]
+        assert container["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        terminated = container["lastState"]["terminated"]
+        assert terminated["exitCode"] == 1
+        assert f"cannot pull {UNPULLABLE_MODEL}" in terminated["message"]
+        log_text = runner.log("gw-ollama-0")
+        assert "llama3.2 is on the volume" in log_text
+        # Ollama's own error is in the container's log.
+        assert "Error: pull model manifest" in log_text
+        second_pod_reports = runner.statuses["gw-ollama-0"][first_pod_reports:]
+        assert second_pod_reports
+        assert not any(map(is_ready, second_pod_reports)), "a pod missing a model is never Ready"

@@ -1,4 +1,5 @@
-"""Versions pinned once: the proxy image tag follows the litellm pin of the package."""
+"""Versions pinned once: the proxy image tag follows the litellm pin of the package, and the
+Ollama image the operator deploys is the version the tests build and run."""
 
 from __future__ import annotations
 
@@ -27,11 +28,29 @@ def test_litellm_pin_matches_the_proxy_image() -> None:
     assert versions.LITELLM_IMAGE.endswith(f":v{pin.group(2)}")
 
 
-def test_tool_versions_are_pinned_exactly() -> None:
-    pinned = dict(
+def pinned_tools() -> dict[str, str]:
+    return dict(
         line.split("=", 1)
         for line in (ROOT / "hack/versions.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert set(pinned) == {"KUBERNETES_VERSION", "ETCD_VERSION", "HELM_VERSION", "KWOK_VERSION"}
-    assert all(re.fullmatch(r"v\d+\.\d+\.\d+", v) for v in pinned.values())
+
+
+def test_tool_versions_are_pinned_exactly() -> None:
+    pinned = pinned_tools()
+    go_tools = {
+        "KUBERNETES_VERSION",
+        "ETCD_VERSION",
+        "HELM_VERSION",
+        "KWOK_VERSION",
+        "OLLAMA_VERSION",
+    }
+    assert set(pinned) == go_tools | {"MINIAUDIO_SDIST_VERSION"}
+    assert all(re.fullmatch(r"v\d+\.\d+\.\d+", pinned[k]) for k in go_tools)
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?", pinned["MINIAUDIO_SDIST_VERSION"])
+
+
+def test_the_ollama_the_tests_run_is_the_image_the_operator_deploys() -> None:
+    built = pinned_tools()["OLLAMA_VERSION"]
+    assert built == f"v{versions.OLLAMA_VERSION}"
+    assert versions.OLLAMA_IMAGE.endswith(f":{versions.OLLAMA_VERSION}")
