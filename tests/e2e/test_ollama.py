@@ -504,6 +504,7 @@ def test_a_model_no_registry_serves_keeps_the_pod_unready(
         assert condition(failing, "OllamaReady")["status"] == "False"
         message = condition(failing, "OllamaReady")["message"]
         assert f"cannot pull {UNPULLABLE_MODEL}" in message
+        assert "pull model manifest" in message  # Ollama's own reason
         assert "CrashLoopBackOff" in message
         pod = core.read_namespaced_pod(pod.metadata.name, namespace)
         assert not pod_ready(pod)

@@ -212,7 +212,11 @@ def test_an_unknown_model_fails_loudly_and_never_gets_ready(run) -> None:
     assert not pod.ready_file.exists()
     assert "pull llama3.2" in pod.calls(), "models before the unknown one are pulled"
     assert "no-such-model:1b" in pod.termination_log.read_text()
-    assert "no-such-model:1b" in pod.output()
+    # Ollama's own reason reaches the termination message (and so OllamaReady), and the log.
+    assert "pull model manifest: file does not exist" in pod.termination_log.read_text()
+    output = pod.output()
+    assert "Error: pull model manifest: file does not exist" in output
+    assert "no-such-model:1b" in output
     assert "serve stopped" in pod.calls()
     assert not pod.server_alive()
 

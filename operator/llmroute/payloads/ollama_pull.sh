@@ -75,6 +75,7 @@ trap on_signal TERM INT
 # restart) must not make the pod Ready before the models are checked again.
 rm -f "$ready_file"
 mkdir -p "$(dirname "$ready_file")" || fail "cannot create the directory of $ready_file"
+pull_errors="$(dirname "$ready_file")/pull-errors"
 
 ollama serve &
 server=$!
@@ -98,14 +99,19 @@ for model in ${LLMROUTE_OLLAMA_MODELS:-}; do
     fi
     log "pulling $model"
     # In the background, so that SIGTERM ends a long download at once.
-    ollama pull "$model" &
+    # Its errors go to a file too, so that the failure names Ollama's own reason.
+    ollama pull "$model" 2>"$pull_errors" &
     pull=$!
     wait "$pull"
     status=$?
     [ -n "$stopping" ] && finish
     pull=
-    [ "$status" -eq 0 ] || fail "cannot pull $model (ollama pull exited with status $status):" \
-        "check the name in spec.ollama.models and the pod's access to the registry"
+    if [ "$status" -ne 0 ]; then
+        cat "$pull_errors" >&2
+        reason=$(sed -n 's/^.*Error: //p' "$pull_errors" | tail -n 1)
+        fail "cannot pull $model: ${reason:-ollama pull exited with status $status}" \
+            "(check the name in spec.ollama.models and the pod's access to the registry)"
+    fi
     ollama show "$model" >/dev/null 2>&1 || fail "$model is not present after pulling it"
     log "pulled $model"
 done
