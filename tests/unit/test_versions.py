@@ -25,5 +25,11 @@ def test_tool_versions_are_pinned_exactly() -> None:
         for line in (ROOT / "hack/versions.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert set(pinned) == {"KUBERNETES_VERSION", "ETCD_VERSION", "HELM_VERSION", "KWOK_VERSION"}
+    assert set(pinned) == {
+        "KUBERNETES_VERSION",
+        "ETCD_VERSION",
+        "HELM_VERSION",
+        "KWOK_VERSION",
+        "KUBE_ROUTER_VERSION",
+    }
     assert all(re.fullmatch(r"v\d+\.\d+\.\d+", v) for v in pinned.values())
