@@ -54,7 +54,9 @@ from typing import Any
 
 from llmroute.render import sizing
 
+from . import podnet
 from .fakes import FakeOllama
+from .probes import Probe, Prober, parse_probe
 from .processes import die_with_parent, tail
 
 __all__ = [
@@ -302,6 +304,79 @@ def plan_ollama(pod: Mapping[str, Any]) -> OllamaLaunch:
         models=tuple(m.strip() for m in annotation.split(",") if m.strip()),
         claims=claims,
     )
+
+
+def pre_stop_sleep(pod: Mapping[str, Any], component: str) -> float:
+    """Seconds of the served container's ``preStop: {sleep: ...}`` hook (0 without)."""
+    name = PROXY_CONTAINER if component == "proxy" else OLLAMA_CONTAINER
+    try:
+        container = _container(pod, name)
+    except UnsupportedPod:
+        return 0.0
+    hook = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    return float(hook.get("seconds", 0))
+
+
+def pod_status_patch(
+    pod: Mapping[str, Any],
+    *,
+    container: str,
+    ready: bool,
+    restarts: int,
+    running: bool,
+    started_at: str,
+    last_exit: int | None,
+    waiting_reason: str = "",
+) -> dict[str, Any] | None:
+    """The status patch that makes the pod say what the runner sees (the kubelet's
+    part: Ready, ContainersReady, the container's ready flag, state and restart count);
+    None when the pod says it already."""
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    current = {c.get("name"): c for c in status.get("containerStatuses") or []}
+    mine = current.get(container) or {}
+    others_ready = all(
+        bool((current.get(c["name"]) or {}).get("ready"))
+        for c in _containers(pod)
+        if c.get("name") != container
+    )
+    pod_ready = ready and others_ready
+    wanted = "True" if pod_ready else "False"
+    if (
+        conditions.get("Ready") == wanted
+        and conditions.get("ContainersReady") == wanted
+        and bool(mine.get("ready")) == ready
+        and int(mine.get("restartCount") or 0) == restarts
+        and ("running" in (mine.get("state") or {})) == running
+    ):
+        return None
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if running:
+        state: dict[str, Any] = {"running": {"startedAt": started_at or now}}
+    else:
+        reason = "CrashLoopBackOff" if restarts else "ContainerCreating"
+        state = {"waiting": {"reason": reason, "message": waiting_reason[:200]}}
+    statuses = []
+    for spec in _containers(pod):
+        entry = dict(current.get(spec["name"]) or {"name": spec["name"]})
+        entry.setdefault("image", spec.get("image", ""))
+        entry.setdefault("imageID", "")
+        if spec["name"] == container:
+            entry.update(ready=ready, started=running, restartCount=restarts, state=state)
+            if last_exit is not None:
+                entry["lastState"] = {
+                    "terminated": {"exitCode": last_exit, "reason": "Error", "finishedAt": now}
+                }
+        statuses.append(entry)
+    return {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": wanted, "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": wanted, "lastTransitionTime": now},
+            ],
+            "containerStatuses": statuses,
+        }
+    }
 
 
 def default_base_env(litellm: Path) -> dict[str, str]:
@@ -836,6 +911,7 @@ class ProcessInfo:
     log_path: Path | None
     pod_dir: Path | None
     reason: str = ""  # why it is waiting or exited
+    ready: bool = False  # what its readiness probe says (the pod's Ready condition)
 
     @property
     def url(self) -> str:
@@ -859,6 +935,11 @@ class _Entry:
     log_path: Path | None = None
     process: ManagedProcess | None = None
     fake: FakeOllama | None = None
+    netns: str | None = None  # the pod's network namespace (None: a loopback pod IP)
+    prober: Prober | None = None  # the container's probes: they decide Ready
+    started_at: str = ""  # RFC 3339, for the container status
+    last_exit: int | None = None
+    term_at: float | None = None  # SIGTERM after the preStop hook's sleep
     claims: tuple[str, ...] = ()
     files: set[Path] = field(default_factory=set)
     restarts: int = 0
@@ -899,6 +980,16 @@ class _Entry:
             log_path=self.log_path,
             pod_dir=self.pod_dir,
             reason=self.reason,
+            ready=self.ready,
+        )
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.kill_at is None
+            and self.prober is not None
+            and self.prober.ready
+            and (self.fake is not None or (self.process is not None and self.process.alive))
         )
 
 
@@ -975,11 +1066,17 @@ class ProcessRunner:
             entries = list(self._entries.values())
             for entry in entries:
                 self._begin_stop(entry, "runner stopping")
+                entry.term_at = None  # no preStop wait: everything stops now
             for entry in entries:
                 if entry.process is not None:
                     remaining = max(0.0, (entry.kill_at or 0) - time.monotonic())
                     entry.process.stop(grace=remaining)
                 self._finish(entry)
+            for entry in entries:
+                # Nothing serves these pods any more: they are not Ready (as when a node
+                # goes away), so no Service sends them traffic.
+                with contextlib.suppress(Exception):
+                    self._report_status(entry)
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -1129,6 +1226,9 @@ class ProcessRunner:
                         self._finish(entry)
                     elif now >= entry.kill_at:
                         entry.process.signal(signal.SIGKILL)
+                    elif entry.term_at is not None and now >= entry.term_at:
+                        entry.term_at = None
+                        entry.process.signal(signal.SIGTERM)
 
             for key, (pod, component) in wanted.items():
                 entry = self._entries.get(key)
@@ -1145,18 +1245,28 @@ class ProcessRunner:
                     self._entries[key] = entry
                 entry.pod = pod
                 self._tend(entry, now)
+                self._report_status(entry)
 
     def _tend(self, entry: _Entry, now: float) -> None:
         """Start, restart or refresh one wanted pod's process."""
         if entry.process is not None and not entry.process.alive and not entry.exit_seen:
             entry.exit_seen = True
             entry.restarts += 1
+            entry.last_exit = entry.process.returncode
+            failed = entry.prober.failed if entry.prober is not None else ""
+            self._stop_prober(entry)
             entry.reason = f"exited with {entry.process.returncode}"
+            if failed:
+                entry.reason += f" ({failed})"
             entry.process.note(entry.reason)
             # The kubelet's crash back-off, shortened for tests: 1 s, 2 s, 4 s ... 30 s.
             entry.retry_at = now + min(30.0, 2.0 ** (entry.restarts - 1))
             log.warning("runner: %s %s; restarting", entry.label, entry.reason)
         running = (entry.process is not None and entry.process.alive) or entry.fake is not None
+        if running and entry.prober is not None and entry.prober.failed and entry.process:
+            # The liveness (or startup) probe gave up: the kubelet kills the container,
+            # and the exit above restarts it.
+            entry.process.signal(signal.SIGTERM)
         if running:
             if entry.component == "proxy" and now - entry.refreshed_at >= self.refresh_interval:
                 self._refresh(entry, now)
@@ -1177,14 +1287,30 @@ class ProcessRunner:
             entry.retry_at = now + 1.0
 
     def _address_taken(self, entry: _Entry) -> bool:
-        """Another (terminating) process still holds this pod's IP and port."""
+        """Another (terminating) process still holds this pod's IP and port, or the
+        namespace of this IP is still the old pod's (kwok reuses IPs)."""
         return any(
             other is not entry
             and other.host == entry.host
-            and (other.port == entry.port or not entry.port)
-            and ((other.process is not None and other.process.alive) or other.fake is not None)
+            and (
+                other.netns is not None
+                or (
+                    (other.port == entry.port or not entry.port)
+                    and (
+                        (other.process is not None and other.process.alive)
+                        or other.fake is not None
+                    )
+                )
+            )
             for other in self._entries.values()
         )
+
+    def _enter_pod_network(self, entry: _Entry) -> list[str]:
+        """The argv prefix that runs a process in the pod's network namespace, made on
+        first use; [] for a pod with a loopback IP (no pod network on this machine)."""
+        if entry.netns is None and podnet.network_for(entry.host) is not None:
+            entry.netns = podnet.add_pod(entry.host)
+        return podnet.exec_prefix(entry.netns) if entry.netns else []
 
     def _pod_dir(self, entry: _Entry) -> Path:
         return self.workdir / "pods" / f"{entry.namespace}_{entry.name}_{entry.uid[:8]}"
@@ -1210,10 +1336,25 @@ class ProcessRunner:
         if entry.process is not None:
             entry.process.stop(grace=0)  # the exited one: reap it and any stray workers
         entry.process = ManagedProcess(
-            launch.argv, env=launch.env, cwd=launch.cwd, log_path=entry.log_path
+            [*self._enter_pod_network(entry), *launch.argv],
+            env=launch.env,
+            cwd=launch.cwd,
+            log_path=entry.log_path,
         )
         entry.grace = min(launch.grace_seconds, self.max_grace)
         log.info("runner: %s runs litellm at %s (pid %d)", entry.label, launch.url, entry.pid)
+        container = _container(entry.pod, PROXY_CONTAINER)
+        self._start_prober(
+            entry,
+            startup=parse_probe(container, "startupProbe", host=entry.host),
+            readiness=parse_probe(
+                container,
+                "readinessProbe",
+                host=entry.host,
+                rewrite=lambda v: _rewrite_path(v, pod_dir, launch.mounts),
+            ),
+            liveness=parse_probe(container, "livenessProbe", host=entry.host),
+        )
 
     def _refresh(self, entry: _Entry, now: float) -> None:
         """Rewrite Secret/ConfigMap volume files that changed (env stays as started)."""
@@ -1246,15 +1387,88 @@ class ProcessRunner:
         fake = FakeOllama(
             name=f"fake-ollama {entry.label}", models=models, pull_delay=self.ollama_pull_delay
         )
-        fake.start(launch.host, launch.port)
+        if self._enter_pod_network(entry):
+            podnet.run_in_netns(entry.netns, lambda: fake.start(launch.host, launch.port))
+        else:
+            fake.start(launch.host, launch.port)
         entry.fake = fake
         entry.port = launch.port
         entry.claims = launch.claims
+        # The fake answers once it listens; its pod's exec probes look for files that
+        # only the real image's scripts write, so the fake's readiness is its own answer.
+        self._start_prober(
+            entry,
+            startup=None,
+            readiness=Probe("httpGet", host=launch.host, port=launch.port, period=1.0),
+            liveness=None,
+        )
         log.info("runner: %s serves the fake Ollama at %s", entry.label, fake.url)
+
+    def _start_prober(
+        self,
+        entry: _Entry,
+        *,
+        startup: Probe | None,
+        readiness: Probe | None,
+        liveness: Probe | None,
+    ) -> None:
+        self._stop_prober(entry)
+        entry.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entry.prober = Prober(
+            entry.label,
+            startup=startup,
+            readiness=readiness,
+            liveness=liveness,
+            exec_prefix=podnet.exec_prefix(entry.netns) if entry.netns else (),
+            on_change=self._wake.set,
+            on_failure=lambda reason: self._wake.set(),
+        ).start()
+
+    @staticmethod
+    def _stop_prober(entry: _Entry) -> None:
+        if entry.prober is not None:
+            entry.prober.stop()
+            entry.prober = None
+
+    def _report_status(self, entry: _Entry) -> None:
+        """Write the pod's Ready condition and container status when they changed, as
+        the kubelet does: the Deployment controller and EndpointSlices go by them."""
+        body = pod_status_patch(
+            entry.pod,
+            container=PROXY_CONTAINER if entry.component == "proxy" else OLLAMA_CONTAINER,
+            ready=entry.ready,
+            restarts=entry.restarts,
+            running=entry.info().state == "running",
+            started_at=entry.started_at,
+            last_exit=entry.last_exit,
+            waiting_reason=entry.reason,
+        )
+        if body is None:
+            return
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core.patch_namespaced_pod_status(
+                entry.name, entry.namespace, body, _request_timeout=(5, 15)
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409, 422):
+                raise
+        else:
+            # What the API holds now; the next list brings the rest.
+            entry.pod.setdefault("status", {}).update(body["status"])
 
     def _begin_stop(self, entry: _Entry, reason: str) -> None:
         entry.kill_at = time.monotonic() + min(entry.grace, self.max_grace)
-        if entry.process is not None and entry.process.alive:
+        self._stop_prober(entry)
+        pre_stop = pre_stop_sleep(entry.pod, entry.component)
+        if entry.process is not None and entry.process.alive and pre_stop:
+            # The preStop hook's sleep: the process serves on while Services let go of it.
+            log.info("runner: %s stopping in %ss (%s)", entry.label, pre_stop, reason)
+            entry.process.note(f"stopping after the preStop sleep: {reason}")
+            entry.term_at = time.monotonic() + pre_stop
+            entry.kill_at += pre_stop
+        elif entry.process is not None and entry.process.alive:
             log.info("runner: %s stopping (%s)", entry.label, reason)
             entry.process.note(f"stopping: {reason}")
             entry.process.signal(signal.SIGTERM)
@@ -1270,6 +1484,9 @@ class ProcessRunner:
             entry.process.stop(grace=0)  # reaps it and kills stray group members
         if entry.pod_dir is not None:
             shutil.rmtree(entry.pod_dir, ignore_errors=True)
+        if entry.netns is not None:
+            podnet.remove_pod(entry.host)
+            entry.netns = None
         self._entries.pop((entry.uid, entry.host), None)
 
 
