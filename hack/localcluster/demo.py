@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +118,10 @@ def serve() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # A cluster starts empty: the etcd data and pod directories of a previous run (after
+    # `down`, or a crash) would make every create below answer 409.
+    for leftover in ("cluster", "runner"):
+        shutil.rmtree(STATE_DIR / leftover, ignore_errors=True)
     with contextlib.ExitStack() as stack:
         say("starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
         cluster = stack.enter_context(LocalCluster(workdir=STATE_DIR / "cluster"))
@@ -207,21 +212,29 @@ def serve() -> None:
         pod_ip = pods[0].status.pod_ip
         wait_for(lambda: _serves(pod_ip), timeout=120, what="the proxy answering")
         kubectl = f"{tools.binary('kubectl')} --kubeconfig {cluster.kubeconfig}"
-        url = f"http://{pod_ip}:4000"
-        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name))
+        if cluster.services:
+            # The Service's ClusterIP, routed by kube-proxy to the ready proxy pods.
+            cluster_ip = core.read_namespaced_service(name, NAMESPACE).spec.cluster_ip
+            url = f"http://{cluster_ip}:4000"
+            wait_for(lambda: _serves(cluster_ip), timeout=60, what="the Service answering")
+            where = f"here its Service's ClusterIP is {cluster_ip}"
+        else:
+            url = f"http://{pod_ip}:4000"
+            where = "here (no Services on this machine) the proxy pod serves at its pod IP"
+        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name, where))
         say("ready")
         stop.wait()
         say("stopping")
 
 
-def _serves(pod_ip: str) -> bool:
+def _serves(address: str) -> bool:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{pod_ip}:4000/health/liveliness", timeout=2) as r:
+    with urllib.request.urlopen(f"http://{address}:4000/health/liveliness", timeout=2) as r:
         return r.status == 200
 
 
-def _instructions(kubectl: str, url: str, name: str) -> str:
+def _instructions(kubectl: str, url: str, name: str, where: str) -> str:
     body = json.dumps({"model": "smart", "messages": [{"role": "user", "content": "Hello"}]})
     secret = f"-n {NAMESPACE} get secret {name}-master-key -o jsonpath='{{.data.masterKey}}'"
     sdk = (
@@ -231,8 +244,8 @@ def _instructions(kubectl: str, url: str, name: str) -> str:
         "messages=[{'role': 'user', 'content': 'Hello'}]).choices[0].message.content)"
     )
     return f"""
-The gateway is Ready. In a cluster it is http://{name}.{NAMESPACE}.svc:4000; here the
-proxy pod serves at its pod IP.
+The gateway is Ready. In a cluster it is http://{name}.{NAMESPACE}.svc:4000;
+{where}.
 
   export LLMROUTE_URL={url}
   export LLMROUTE_API_KEY=$({kubectl} {secret} | base64 -d)
@@ -243,6 +256,7 @@ proxy pod serves at its pod IP.
   .venv/bin/python -c "{sdk}"
 
   {kubectl} get llmroutes -A
+  {kubectl} -n {NAMESPACE} get endpointslices
 
 Logs: {STATE_DIR}. Stop everything with: bash hack/demo.sh down
 """
