@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from . import tools
+from . import podnet, tools
 from .controlplane import LocalCluster, free_port
 from .fakes import FakeAnthropic, FakeOllama, FakeOpenAI
 from .runner import ProcessRunner
@@ -125,6 +125,12 @@ def serve() -> None:
     with contextlib.ExitStack() as stack:
         say("starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
         cluster = stack.enter_context(LocalCluster(workdir=STATE_DIR / "cluster"))
+        if cluster.network is None:
+            say(f"no pod network ({podnet.unavailable_reason()}): pods get loopback addresses")
+        else:
+            say(f"pods in network namespaces on {cluster.network.bridge} ({cluster.pod_cidr})")
+            if not cluster.services:
+                say(f"no Services or NetworkPolicies (why: {STATE_DIR / 'supervisor.log'})")
         api = cluster.api_client()
         core = client.CoreV1Api(api)
 

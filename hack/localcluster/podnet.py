@@ -112,6 +112,14 @@ class PodNetwork:
     def guard_table(self) -> str:
         return f"llmroute_guard_{self.slot}"
 
+    @property
+    def _forward_rule(self) -> tuple[str, ...]:
+        return (
+            "-i", self.bridge, "-o", self.bridge,
+            "-m", "comment", "--comment", f"llmroute pod network {self.slot}",
+            "-j", "ACCEPT",
+        )  # fmt: skip
+
     def owns(self, ip: str) -> bool:
         return ipaddress.ip_address(ip) in self.block
 
@@ -162,6 +170,10 @@ table inet {self.guard_table} {{
         # another pod is routed by the host, and nothing else is forwarded.
         Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/forwarding").write_text("1")
         _run("ip", "route", "add", self.service_cidr, "dev", self.bridge)
+        if _has_filter_table():
+            # Bridged frames go through iptables' FORWARD chain too, and Docker sets its
+            # policy to DROP: traffic between this bridge's pods is let through by name.
+            _run("iptables", "-A", "FORWARD", *self._forward_rule)
         log.info(
             "pod network: bridge %s at %s, pods %s, services %s",
             self.bridge,
@@ -189,6 +201,14 @@ table inet {self.guard_table} {{
                     remove_pod(ip)
         # The bridge takes its address and the Service route with it.
         _run("ip", "link", "del", self.bridge, check=False)
+        if _has_filter_table() and shutil.which("iptables") is not None:
+            while (
+                subprocess.run(
+                    ["iptables", "-D", "FORWARD", *self._forward_rule], capture_output=True
+                ).returncode
+                == 0
+            ):
+                pass
         _run("nft", "delete", "table", "inet", self.guard_table, check=False)
         if not _bridges_in_use():
             _run("ip", "route", "del", "unreachable", str(HARNESS_RANGE), check=False)

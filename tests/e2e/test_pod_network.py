@@ -261,7 +261,8 @@ class ReadyWatch:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                 self.ready_seen += 1
                 pods = self.core.list_namespaced_pod(
-                    self.namespace, label_selector=f"llmroute.dev/route={self.name}"
+                    self.namespace,
+                    label_selector=f"llmroute.dev/route={self.name},app.kubernetes.io/component=proxy",
                 ).items
                 if not any(p.status.pod_ip and _answers(p.status.pod_ip) for p in pods):
                     self.ready_while_silent.append(time.strftime("%H:%M:%S"))
@@ -363,7 +364,8 @@ def test_ready_means_serving_and_a_rollout_under_load_fails_nothing(
 
             def rolled() -> bool:
                 pods = core.list_namespaced_pod(
-                    namespace, label_selector="llmroute.dev/route=gw"
+                    namespace,
+                    label_selector="llmroute.dev/route=gw,app.kubernetes.io/component=proxy",
                 ).items
                 hashes = {p.metadata.annotations["llmroute.dev/config-hash"] for p in pods}
                 ready = [
@@ -490,7 +492,9 @@ def test_network_policies_let_only_the_declared_callers_in(
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, route)
 
         def ready_proxy():
-            pods = core.list_namespaced_pod(namespace, label_selector="llmroute.dev/route=gw").items
+            pods = core.list_namespaced_pod(
+                namespace, label_selector="llmroute.dev/route=gw,app.kubernetes.io/component=proxy"
+            ).items
             return next(
                 (
                     p
