@@ -1,8 +1,10 @@
 """The process runner: real processes for the pods that kwok only pretends to run.
 
-kwok makes llmroute's pods Running and Ready with loopback IPs (a /24 in 127.0.0.0/8), but nothing
-executes their containers. The runner watches the pods labelled
-``app.kubernetes.io/managed-by=llmroute`` and, for each one that is Running with an IP:
+kwok makes llmroute's pods Running with IPs from the pod network (localcluster.podnet; a
+loopback /24 where there is none), but nothing executes their containers. The runner is
+the node's kubelet for them: it watches the pods labelled
+``app.kubernetes.io/managed-by=llmroute`` and, for each one that is Running with an IP,
+makes the pod's network namespace (a veth on the cluster's bridge, at the pod's IP) and:
 
 - a proxy pod (container ``litellm``): starts the real ``litellm`` proxy exactly as the pod
   spec says -- its args, its env resolved from Secrets/ConfigMaps read from the API server,
@@ -13,9 +15,13 @@ executes their containers. The runner watches the pods labelled
 - an Ollama pod (container ``ollama``): serves the fake Ollama (localcluster.fakes) at the
   pod's IP; pulled models survive a pod restart when the pod keeps its PVC.
 
-When a pod is deleted, stops running or changes IP, its process gets SIGTERM (then SIGKILL
-after the grace period) and its directory is removed, so a rollout swaps processes. A
-process that exits on its own is restarted with back-off, like a container.
+It runs the container's startup, readiness and liveness probes (localcluster.probes) and
+writes the pod's Ready condition and container status, which kwok leaves False for these
+pods: Ready means serving. When a pod is deleted, stops running or changes IP, its process
+gets SIGTERM after the preStop sleep (then SIGKILL after the grace period), and its
+directory and network namespace are removed, so a rollout swaps processes. A process that
+exits on its own, or fails its liveness probe, is restarted with back-off, like a
+container.
 
 The pure part -- what to run for a pod: argv, env, files -- is ``plan_proxy_launch``; the
 rest does I/O. Started processes never outlive the runner: each gets its own process group,
@@ -72,6 +78,8 @@ __all__ = [
     "plan_ollama",
     "plan_proxy_launch",
     "pod_references",
+    "pod_status_patch",
+    "pre_stop_sleep",
     "sync_files",
     "wait_http_ok",
 ]
