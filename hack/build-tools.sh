@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, helm, kwok) and the Ollama server from the Go module proxy.
+# kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router) and the Ollama server
+# from the Go module proxy.
 #
 # Binaries are cached outside the checkout, keyed by version:
 #   ${LLMROUTE_TOOLS_DIR:-~/.cache/llmroute/bin}/<version>/<binary>
@@ -25,7 +26,7 @@ have() { # have <version dir> <binary>...
 
 build_kubernetes() {
   local v=$KUBERNETES_VERSION dir="$tools_dir/kubernetes-$KUBERNETES_VERSION"
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
   if have "kubernetes-$v" "${bins[@]}"; then log "kubernetes $v: cached"; return; fi
   local minor=${v#v1.}; minor=${minor%%.*}
   local staging_version="v0.${v#v1.}"
@@ -49,6 +50,8 @@ build_kubernetes() {
     -X k8s.io/client-go/pkg/version.gitMajor=1 \
     -X k8s.io/client-go/pkg/version.gitMinor=$minor"
   for b in "${bins[@]}"; do
+    # Only what is missing: a binary added to the list later does not rebuild the rest.
+    if have "kubernetes-$v" "$b"; then log "kubernetes $v: $b cached"; continue; fi
     log "kubernetes $v: building $b (the first build takes several minutes)"
     (cd "$mod" && go build -ldflags "$ldflags" -o "$dir/$b.tmp" "k8s.io/kubernetes/cmd/$b")
     mv "$dir/$b.tmp" "$dir/$b"
@@ -105,7 +108,7 @@ kwok_stages() {
   mv "$out.tmp" "$out"
 }
 
-# Debian packages whose headers the Ollama build needs (they land in /usr/include).
+# Debian packages the tools need: headers for the Ollama build, the pod network's commands.
 ensure_apt_packages() {
   local missing=() p
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -156,7 +159,16 @@ main() {
     "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
   kwok_stages
   build_kubernetes
+  # The NetworkPolicy engine of the local cluster (firewall only: no routing, no proxy).
+  go_install kube-router "$KUBE_ROUTER_VERSION" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
   build_ollama
+  # The local cluster's pod network (network namespaces, the guard, kube-proxy's nftables,
+  # kube-router's iptables and ipsets) needs root; without it pods get loopback addresses.
+  if [[ $(id -u) -eq 0 ]]; then
+    ensure_apt_packages iproute2 nftables iptables ipset conntrack
+  fi
   log "tools ready in $tools_dir"
 }
 

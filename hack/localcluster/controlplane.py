@@ -2,16 +2,23 @@
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run on loopback
 with free ports and a temporary directory. kwok plays the kubelet of one fake node and
-gives pods addresses in a loopback /24 of its own, so a real process can serve at a
-pod's IP. Everything is torn down by stop(), and children die with their parent.
+gives pods addresses from the cluster's slot of the pod network (localcluster.podnet:
+198.18.0.0/16 on a bridge of its own, Services in 198.19.0.0/16), so a real process can
+serve at a pod's IP inside the pod's network namespace and EndpointSlices fill as in a
+cluster. Where namespaces are not allowed (not root), pods get addresses in a loopback
+/24 instead, and Services have no endpoints. Everything is torn down by stop(), and
+children die with their parent.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
+import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -27,8 +34,10 @@ from pathlib import Path
 
 import yaml
 
-from . import tools
+from . import podnet, tools
 from .processes import die_with_parent, tail
+
+log = logging.getLogger(__name__)
 
 
 def random_pod_cidr() -> str:
@@ -61,7 +70,19 @@ class LocalCluster:
     workdir: Path | None = None
     with_pods: bool = True  # kube-scheduler + kwok: pods become Running and Ready
     crd_dir: Path | None = tools.REPO_ROOT / "crds"
-    pod_cidr: str = field(default_factory=random_pod_cidr)
+    # None: a pod network when the machine allows one, else loopback pod addresses.
+    pod_network: bool | None = None
+    # The process runner owns the Ready condition of the pods it serves (Ready means
+    # serving). False: kwok makes every pod Ready at once, for harnesses that run no
+    # proxies (the operator benchmark).
+    runner_readiness: bool = True
+    pod_cidr: str = field(init=False, default="")
+    service_cidr: str = field(init=False, default="10.96.0.0/16")
+    network: podnet.PodNetwork | None = field(init=False, default=None)
+    # Services route (kube-proxy) and NetworkPolicies hold (kube-router): with a pod
+    # network, the tools built, and no other cluster on this host running them.
+    services: bool = field(init=False, default=False)
+    _service_rules: podnet.ServiceRules | None = field(init=False, default=None)
     kubeconfig: Path = field(init=False)
     server: str = field(init=False)
     token: str = field(init=False)
@@ -88,6 +109,7 @@ class LocalCluster:
             self._own_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
+            self._claim_network()
             self._start_etcd()
             self._start_apiserver()
             if self.crd_dir is not None:
@@ -99,6 +121,7 @@ class LocalCluster:
                 self._start_scheduler()
                 self._start_kwok()
                 self._create_fake_node()
+                self._start_service_network()
         except BaseException:
             self.stop()
             raise
@@ -107,6 +130,14 @@ class LocalCluster:
         for proc in reversed(self._processes):
             _terminate(proc.popen)
         self._processes.clear()
+        if self._service_rules is not None:
+            self._service_rules.release()
+            self._service_rules = None
+            self.services = False
+        # After the processes: nothing may run in a namespace that is being deleted.
+        if self.network is not None:
+            self.network.release()
+            self.network = None
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -144,6 +175,18 @@ class LocalCluster:
                 time.sleep(0.1)
 
     # -- components ----------------------------------------------------------------
+
+    def _claim_network(self) -> None:
+        reason = podnet.unavailable_reason() if self.pod_network is not False else "disabled"
+        if reason is None and self.with_pods:
+            self.network = podnet.PodNetwork.claim()
+            self.pod_cidr = self.network.pod_cidr
+            self.service_cidr = self.network.service_cidr
+            return
+        if self.pod_network:
+            raise RuntimeError(f"no pod network: {reason}")
+        log.warning("no pod network (%s): pods get loopback addresses", reason)
+        self.pod_cidr = self.pod_cidr or random_pod_cidr()
 
     def _spawn(self, name: str, argv: list[str]) -> _Process:
         log_path = self.workdir / f"{name}.log"
@@ -222,7 +265,7 @@ class LocalCluster:
                 "--advertise-address=127.0.0.1",
                 # The kubernetes Service cannot point at a loopback address.
                 "--endpoint-reconciler-type=none",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa_pub}",
                 f"--service-account-signing-key-file={sa_key}",
@@ -324,12 +367,82 @@ class LocalCluster:
                 f"--kubeconfig={self.kubeconfig}",
                 "--manage-all-nodes=true",
                 f"--cidr={self.pod_cidr}",
+                *([f"--node-ip={self.network.gateway}"] if self.network else []),
                 f"--server-address=127.0.0.1:{free_port()}",
                 "-c",
-                str(tools.kwok_stages()),
+                str(self._kwok_stages()),
             ],
         )
         self._wait(proc, lambda: True, 1)
+
+    def _start_service_network(self) -> None:
+        """kube-proxy (ClusterIPs) and kube-router (NetworkPolicies), if this cluster can."""
+        if self.network is None:
+            return
+        missing = tools.missing(tools.NETWORK_TOOLS)
+        if missing:
+            log.warning(
+                "no Services or NetworkPolicies: %s not built (`%s`)",
+                ", ".join(missing),
+                tools.BUILD_COMMAND,
+            )
+            return
+        for command in ("iptables", "iptables-save", "ipset"):
+            if shutil.which(command) is None:
+                log.warning("no Services or NetworkPolicies: `%s` is not installed", command)
+                return
+        self._service_rules = podnet.ServiceRules.claim()
+        if self._service_rules is None:
+            log.warning(
+                "no Services or NetworkPolicies: another local cluster on this host runs them"
+            )
+            return
+        block = str(self.network.block)
+        proxy = self._spawn(
+            "kube-proxy",
+            [
+                str(tools.binary("kube-proxy")),
+                f"--kubeconfig={self.kubeconfig}",
+                "--proxy-mode=nftables",
+                f"--hostname-override={FAKE_NODE}",
+                f"--cluster-cidr={block}",
+                # Zeros keep the host's conntrack settings as they are.
+                "--conntrack-max-per-core=0",
+                "--conntrack-tcp-timeout-established=0",
+                "--conntrack-tcp-timeout-close-wait=0",
+                f"--metrics-bind-address=127.0.0.1:{free_port()}",
+                f"--healthz-bind-address=127.0.0.1:{(healthz := free_port())}",
+                "--v=0",
+            ],
+        )
+        self._wait(proxy, lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), 60)
+        self._spawn(
+            "kube-router",
+            [
+                str(tools.binary("kube-router")),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--hostname-override={FAKE_NODE}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--run-loadbalancer=false",
+                "--enable-cni=false",
+                "--enable-ipv6=false",
+                f"--service-cluster-ip-range={self.service_cidr}",
+                "--health-port=0",
+                "--metrics-port=0",
+            ],
+        )
+        self.services = True
+
+    def _kwok_stages(self) -> Path:
+        """kwok's stages, except that the pods the process runner serves become Running
+        but not Ready: the runner probes them and owns their Ready condition."""
+        if not self.runner_readiness:
+            return tools.kwok_stages()
+        path = self.workdir / "kwok-stages.yaml"
+        path.write_text(yaml.safe_dump_all(runner_owned_readiness(tools.kwok_stages())))
+        return path
 
     def _create_fake_node(self, timeout: float = 60) -> None:
         from kubernetes import client
@@ -360,6 +473,47 @@ class LocalCluster:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"node {FAKE_NODE} not Ready:\n{tail(self.workdir / 'kwok.log')}")
+
+
+# The pods the process runner serves (localcluster.runner.pod_component, by the label
+# the operator gives them): kwok must not make these Ready; the runner does, once their
+# readiness probe passes. The two stages below partition pods on this one label, so every
+# pod matches exactly one of them.
+RUNNER_SERVED = {
+    "key": '.metadata.labels.["app.kubernetes.io/component"]',
+    "values": ["proxy", "ollama"],
+}
+
+
+def runner_owned_readiness(stages_file: Path) -> list[dict]:
+    """kwok's stages with pod-ready split in two: other pods are Ready at once, as kwok
+    makes them; runner-served pods only start Running, not Ready, containers not ready."""
+    stages = [s for s in yaml.safe_load_all(stages_file.read_text()) if s]
+    out = []
+    for stage in stages:
+        if stage.get("kind") != "Stage" or stage["metadata"]["name"] != "pod-ready":
+            out.append(stage)
+            continue
+        others = copy.deepcopy(stage)
+        others["spec"]["selector"]["matchExpressions"].append(
+            {**RUNNER_SERVED, "operator": "NotIn"}
+        )
+        mine = copy.deepcopy(stage)
+        mine["metadata"]["name"] = "pod-start-not-ready"
+        mine["spec"]["selector"]["matchExpressions"].append({**RUNNER_SERVED, "operator": "In"})
+        template = mine["spec"]["next"]["statusTemplate"]
+        for condition in ("Ready", "ContainersReady"):
+            template, count = re.subn(
+                rf'status: "True"(\n\s*)type: {condition}\n',
+                rf'status: "False"\1type: {condition}\n',
+                template,
+            )
+            assert count == 1, f"kwok's pod-ready stage changed: {condition}"
+        # The first `ready: true` is the containers' (init containers come after).
+        assert "ready: true" in template, "kwok's pod-ready stage changed: ready"
+        mine["spec"]["next"]["statusTemplate"] = template.replace("ready: true", "ready: false", 1)
+        out += [others, mine]
+    return out
 
 
 def _http_ok(url: str) -> bool:

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from . import tools
+from . import podnet, tools
 from .controlplane import LocalCluster, free_port
 from .fakes import Behaviour, FakeAnthropic, FakeOpenAI
 from .runner import ProcessRunner
@@ -148,9 +149,19 @@ def serve() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # A cluster starts empty: the etcd data and pod directories of a previous run (after
+    # `down`, or a crash) would make every create below answer 409.
+    for leftover in ("cluster", "runner"):
+        shutil.rmtree(STATE_DIR / leftover, ignore_errors=True)
     with contextlib.ExitStack() as stack:
         say("starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
         cluster = stack.enter_context(LocalCluster(workdir=STATE_DIR / "cluster"))
+        if cluster.network is None:
+            say(f"no pod network ({podnet.unavailable_reason()}): pods get loopback addresses")
+        else:
+            say(f"pods in network namespaces on {cluster.network.bridge} ({cluster.pod_cidr})")
+            if not cluster.services:
+                say(f"no Services or NetworkPolicies (why: {STATE_DIR / 'supervisor.log'})")
         api = cluster.api_client()
         core = client.CoreV1Api(api)
 
@@ -261,19 +272,27 @@ def serve() -> None:
         pod_ip = pods[0].status.pod_ip
         wait_for(lambda: _serves(pod_ip), timeout=120, what="the proxy answering")
         kubectl = f"{tools.binary('kubectl')} --kubeconfig {cluster.kubeconfig}"
-        url = f"http://{pod_ip}:4000"
+        if cluster.services:
+            # The Service's ClusterIP, routed by kube-proxy to the ready proxy pods.
+            cluster_ip = core.read_namespaced_service(name, NAMESPACE).spec.cluster_ip
+            url = f"http://{cluster_ip}:4000"
+            wait_for(lambda: _serves(cluster_ip), timeout=60, what="the Service answering")
+            where = f"here its Service's ClusterIP is {cluster_ip}"
+        else:
+            url = f"http://{pod_ip}:4000"
+            where = "here (no Services on this machine) the proxy pod serves at its pod IP"
         master = core.read_namespaced_secret(f"{name}-master-key", NAMESPACE)
         sample = _ask(url, base64.b64decode(master.data["masterKey"]).decode())
-        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name, sample))
+        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name, where, sample))
         say("ready")
         stop.wait()
         say("stopping")
 
 
-def _serves(pod_ip: str) -> bool:
+def _serves(address: str) -> bool:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{pod_ip}:4000/health/liveliness", timeout=2) as r:
+    with urllib.request.urlopen(f"http://{address}:4000/health/liveliness", timeout=2) as r:
         return r.status == 200
 
 
@@ -293,7 +312,7 @@ def _ask(url: str, key: str) -> str:
     return f"model {reply['model']!r} answered: {reply['choices'][0]['message']['content']!r}"
 
 
-def _instructions(kubectl: str, url: str, name: str, sample: str) -> str:
+def _instructions(kubectl: str, url: str, name: str, where: str, sample: str) -> str:
     body = json.dumps({"model": "smart", "messages": [{"role": "user", "content": "Hello"}]})
     secret = f"-n {NAMESPACE} get secret {name}-master-key -o jsonpath='{{.data.masterKey}}'"
     sdk = (
@@ -303,8 +322,8 @@ def _instructions(kubectl: str, url: str, name: str, sample: str) -> str:
         "messages=[{'role': 'user', 'content': 'Hello'}]).choices[0].message.content)"
     )
     return f"""
-The gateway is Ready. In a cluster it is http://{name}.{NAMESPACE}.svc:4000; here the
-proxy pod serves at its pod IP.
+The gateway is Ready. In a cluster it is http://{name}.{NAMESPACE}.svc:4000;
+{where}.
 
 A request for "smart" (Claude, then GPT-4, then the local Llama on the route's Ollama):
   {sample}
@@ -318,6 +337,7 @@ A request for "smart" (Claude, then GPT-4, then the local Llama on the route's O
   .venv/bin/python -c "{sdk}"
 
   {kubectl} get llmroutes -A
+  {kubectl} -n {NAMESPACE} get endpointslices
 
 Logs: {STATE_DIR}. Stop everything with: bash hack/demo.sh down
 """

@@ -41,6 +41,8 @@ from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import podnet
+
 __all__ = [
     "Behaviour",
     "FakeAnthropic",
@@ -286,12 +288,15 @@ class FakeProvider:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on (host, port); port 0 picks a free one. Returns the base URL."""
+    def start(self, host: str | None = None, port: int = 0) -> str:
+        """Serve on (host, port); port 0 picks a free one. Returns the base URL.
+
+        The default host is where pods can call it: the pod network's gateway address
+        when one is up on this machine, else 127.0.0.1."""
         if self._server is not None:
             raise RuntimeError(f"{self.name} is already serving at {self.url}")
         self._closing = threading.Event()
-        self._server = _Server((host, port), self)
+        self._server = _Server((host or podnet.host_address(), port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},

@@ -1,8 +1,10 @@
 """The process runner: real processes for the pods that kwok only pretends to run.
 
-kwok makes llmroute's pods Running and Ready with loopback IPs (a /24 in 127.0.0.0/8), but nothing
-executes their containers. The runner watches the pods labelled
-``app.kubernetes.io/managed-by=llmroute`` and, for each one that is Running with an IP:
+kwok makes llmroute's pods Running with IPs from the pod network (localcluster.podnet; a
+loopback /24 where there is none), but nothing executes their containers. The runner is
+the node's kubelet for them: it watches the pods labelled
+``app.kubernetes.io/managed-by=llmroute`` and, for each one that is Running with an IP,
+makes the pod's network namespace (a veth on the cluster's bridge, at the pod's IP) and:
 
 - a proxy pod (container ``litellm``): starts the real ``litellm`` proxy exactly as the pod
   spec says -- its args, its env resolved from Secrets/ConfigMaps read from the API server,
@@ -17,9 +19,13 @@ executes their containers. The runner watches the pods labelled
   acts as the kubelet for this pod's status: it runs the readiness probe and reports Ready
   and the container's state (a failed pull: CrashLoopBackOff with the termination message).
 
-When a pod is deleted, stops running or changes IP, its process gets SIGTERM (then SIGKILL
-after the grace period) and its directory is removed, so a rollout swaps processes. A
-process that exits on its own is restarted with back-off, like a container.
+It runs the container's startup, readiness and liveness probes (localcluster.probes) and
+writes the pod's Ready condition and container status, which kwok leaves False for these
+pods: Ready means serving. When a pod is deleted, stops running or changes IP, its process
+gets SIGTERM after the preStop sleep (then SIGKILL after the grace period), and its
+directory and network namespace are removed, so a rollout swaps processes. A process that
+exits on its own, or fails its liveness probe, is restarted with back-off, like a
+container.
 
 The pure part -- what to run for a pod: argv, env, files -- is ``plan_proxy_launch``; the
 rest does I/O. Started processes never outlive the runner: each gets its own process group,
@@ -35,6 +41,7 @@ import argparse
 import atexit
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -57,7 +64,8 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from . import tinymodel, tools
+from . import podnet, tinymodel, tools
+from .probes import Probe, Prober, parse_probe
 from .processes import die_with_parent, tail
 
 __all__ = [
@@ -71,10 +79,11 @@ __all__ = [
     "UnsupportedPod",
     "launch_proxy",
     "main",
-    "ollama_container_status",
     "plan_ollama_launch",
     "plan_proxy_launch",
     "pod_references",
+    "pod_status_patch",
+    "pre_stop_sleep",
     "sync_files",
     "wait_http_ok",
 ]
@@ -402,48 +411,79 @@ def plan_ollama_launch(
     )
 
 
-def ollama_container_status(
+def pre_stop_sleep(pod: Mapping[str, Any], component: str) -> float:
+    """Seconds of the served container's ``preStop: {sleep: ...}`` hook (0 without)."""
+    name = PROXY_CONTAINER if component == "proxy" else OLLAMA_CONTAINER
+    try:
+        container = _container(pod, name)
+    except UnsupportedPod:
+        return 0.0
+    hook = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    return float(hook.get("seconds", 0))
+
+
+def pod_status_patch(
+    pod: Mapping[str, Any],
     *,
-    image: str,
+    container: str,
     ready: bool,
     restarts: int,
-    started_at: str | None,
-    last_terminated: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The pod status patch a kubelet would send for the Ollama container.
-
-    ``started_at`` is None while the container is not running (after an exit, in back-off);
-    ``last_terminated`` is its last ``terminated`` state (exitCode, reason, message...).
-    """
-    state: dict[str, Any]
-    if started_at is not None:
-        state = {"running": {"startedAt": started_at}}
+    running: bool,
+    started_at: str,
+    last_exit: int | None,
+    last_message: str = "",
+    waiting_reason: str = "",
+) -> dict[str, Any] | None:
+    """The status patch that makes the pod say what the runner sees (the kubelet's
+    part: Ready, ContainersReady, the container's ready flag, state and restart count, and
+    the last exit with its termination message); None when the pod says it already."""
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    current = {c.get("name"): c for c in status.get("containerStatuses") or []}
+    mine = current.get(container) or {}
+    others_ready = all(
+        bool((current.get(c["name"]) or {}).get("ready"))
+        for c in _containers(pod)
+        if c.get("name") != container
+    )
+    pod_ready = ready and others_ready
+    wanted = "True" if pod_ready else "False"
+    if (
+        conditions.get("Ready") == wanted
+        and conditions.get("ContainersReady") == wanted
+        and bool(mine.get("ready")) == ready
+        and int(mine.get("restartCount") or 0) == restarts
+        and ("running" in (mine.get("state") or {})) == running
+        and ((mine.get("lastState") or {}).get("terminated") or {}).get("message", "")
+        == last_message
+    ):
+        return None
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if running:
+        state: dict[str, Any] = {"running": {"startedAt": started_at or now}}
     else:
-        state = {
-            "waiting": {
-                "reason": "CrashLoopBackOff",
-                "message": f"back-off restarting failed container {OLLAMA_CONTAINER}",
-            }
-        }
-    container: dict[str, Any] = {
-        "name": OLLAMA_CONTAINER,
-        "image": image,
-        "imageID": "",
-        "ready": ready,
-        "started": started_at is not None,
-        "restartCount": restarts,
-        "state": state,
-    }
-    if last_terminated:
-        container["lastState"] = {"terminated": dict(last_terminated)}
-    condition = "True" if ready else "False"
+        reason = "CrashLoopBackOff" if restarts else "ContainerCreating"
+        state = {"waiting": {"reason": reason, "message": waiting_reason[:200]}}
+    statuses = []
+    for spec in _containers(pod):
+        entry = dict(current.get(spec["name"]) or {"name": spec["name"]})
+        entry.setdefault("image", spec.get("image", ""))
+        entry.setdefault("imageID", "")
+        if spec["name"] == container:
+            entry.update(ready=ready, started=running, restartCount=restarts, state=state)
+            if last_exit is not None:
+                terminated = {"exitCode": last_exit, "reason": "Error", "finishedAt": now}
+                if last_message:
+                    terminated["message"] = last_message
+                entry["lastState"] = {"terminated": terminated}
+        statuses.append(entry)
     return {
         "status": {
             "conditions": [
-                {"type": "ContainersReady", "status": condition},
-                {"type": "Ready", "status": condition},
+                {"type": "Ready", "status": wanted, "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": wanted, "lastTransitionTime": now},
             ],
-            "containerStatuses": [container],
+            "containerStatuses": statuses,
         }
     }
 
@@ -926,10 +966,6 @@ def launch_proxy(launch: ProxyLaunch, log_path: Path) -> ManagedProcess:
     return ManagedProcess(launch.argv, env=launch.env, cwd=launch.cwd, log_path=log_path)
 
 
-def _timestamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _no_proxy_opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -976,6 +1012,7 @@ class ProcessInfo:
     log_path: Path | None
     pod_dir: Path | None
     reason: str = ""  # why it is waiting or exited
+    ready: bool = False  # what its readiness probe says (the pod's Ready condition)
 
     @property
     def url(self) -> str:
@@ -999,12 +1036,12 @@ class _Entry:
     log_path: Path | None = None
     process: ManagedProcess | None = None
     ollama: OllamaLaunch | None = None
-    # The Ollama container's status as last reported (see _report_ollama).
-    started_at: str | None = None
-    last_terminated: dict[str, Any] | None = None
-    probed_at: float = 0.0
-    probe_ready: bool = False
-    reported: dict[str, Any] | None = None
+    netns: str | None = None  # the pod's network namespace (None: a loopback pod IP)
+    prober: Prober | None = None  # the container's probes: they decide Ready
+    started_at: str = ""  # RFC 3339, for the container status
+    last_exit: int | None = None
+    last_message: str = ""  # the last exit's termination message
+    term_at: float | None = None  # SIGTERM after the preStop hook's sleep
     files: set[Path] = field(default_factory=set)
     restarts: int = 0
     retry_at: float = 0.0
@@ -1042,6 +1079,17 @@ class _Entry:
             log_path=self.log_path,
             pod_dir=self.pod_dir,
             reason=self.reason,
+            ready=self.ready,
+        )
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.kill_at is None
+            and self.prober is not None
+            and self.prober.ready
+            and self.process is not None
+            and self.process.alive
         )
 
 
@@ -1122,11 +1170,17 @@ class ProcessRunner:
             entries = list(self._entries.values())
             for entry in entries:
                 self._begin_stop(entry, "runner stopping")
+                entry.term_at = None  # no preStop wait: everything stops now
             for entry in entries:
                 if entry.process is not None:
                     remaining = max(0.0, (entry.kill_at or 0) - time.monotonic())
                     entry.process.stop(grace=remaining)
                 self._finish(entry)
+            for entry in entries:
+                # Nothing serves these pods any more: they are not Ready (as when a node
+                # goes away), so no Service sends them traffic.
+                with contextlib.suppress(Exception):
+                    self._report_status(entry)
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -1271,6 +1325,9 @@ class ProcessRunner:
                         self._finish(entry)
                     elif now >= entry.kill_at:
                         entry.process.signal(signal.SIGKILL)
+                    elif entry.term_at is not None and now >= entry.term_at:
+                        entry.term_at = None
+                        entry.process.signal(signal.SIGTERM)
 
             for key, (pod, component) in wanted.items():
                 entry = self._entries.get(key)
@@ -1287,20 +1344,29 @@ class ProcessRunner:
                     self._entries[key] = entry
                 entry.pod = pod
                 self._tend(entry, now)
+                self._report_status(entry)
 
     def _tend(self, entry: _Entry, now: float) -> None:
         """Start, restart or refresh one wanted pod's process."""
         if entry.process is not None and not entry.process.alive and not entry.exit_seen:
             entry.exit_seen = True
             entry.restarts += 1
+            entry.last_exit = entry.process.returncode
+            entry.last_message = self._termination_message(entry)
+            failed = entry.prober.failed if entry.prober is not None else ""
+            self._stop_prober(entry)
             entry.reason = f"exited with {entry.process.returncode}"
+            if failed:
+                entry.reason += f" ({failed})"
             entry.process.note(entry.reason)
             # The kubelet's crash back-off, shortened for tests: 1 s, 2 s, 4 s ... 30 s.
             entry.retry_at = now + min(30.0, 2.0 ** (entry.restarts - 1))
             log.warning("runner: %s %s; restarting", entry.label, entry.reason)
         running = entry.process is not None and entry.process.alive
-        if entry.component == "ollama":
-            self._report_ollama(entry, now)
+        if running and entry.prober is not None and entry.prober.failed and entry.process:
+            # The liveness (or startup) probe gave up: the kubelet kills the container,
+            # and the exit above restarts it.
+            entry.process.signal(signal.SIGTERM)
         if running:
             if entry.component == "proxy" and now - entry.refreshed_at >= self.refresh_interval:
                 self._refresh(entry, now)
@@ -1321,15 +1387,28 @@ class ProcessRunner:
             entry.retry_at = now + 1.0
 
     def _address_taken(self, entry: _Entry) -> bool:
-        """Another (terminating) process still holds this pod's IP and port."""
+        """Another (terminating) process still holds this pod's IP and port, or the
+        namespace of this IP is still the old pod's (kwok reuses IPs)."""
         return any(
             other is not entry
             and other.host == entry.host
-            and (other.port == entry.port or not entry.port)
-            and other.process is not None
-            and other.process.alive
+            and (
+                other.netns is not None
+                or (
+                    (other.port == entry.port or not entry.port)
+                    and other.process is not None
+                    and other.process.alive
+                )
+            )
             for other in self._entries.values()
         )
+
+    def _enter_pod_network(self, entry: _Entry) -> list[str]:
+        """The argv prefix that runs a process in the pod's network namespace, made on
+        first use; [] for a pod with a loopback IP (no pod network on this machine)."""
+        if entry.netns is None and podnet.network_for(entry.host) is not None:
+            entry.netns = podnet.add_pod(entry.host)
+        return podnet.exec_prefix(entry.netns) if entry.netns else []
 
     def _pod_dir(self, entry: _Entry) -> Path:
         return self.workdir / "pods" / f"{entry.namespace}_{entry.name}_{entry.uid[:8]}"
@@ -1355,10 +1434,25 @@ class ProcessRunner:
         if entry.process is not None:
             entry.process.stop(grace=0)  # the exited one: reap it and any stray workers
         entry.process = ManagedProcess(
-            launch.argv, env=launch.env, cwd=launch.cwd, log_path=entry.log_path
+            [*self._enter_pod_network(entry), *launch.argv],
+            env=launch.env,
+            cwd=launch.cwd,
+            log_path=entry.log_path,
         )
         entry.grace = min(launch.grace_seconds, self.max_grace)
         log.info("runner: %s runs litellm at %s (pid %d)", entry.label, launch.url, entry.pid)
+        container = _container(entry.pod, PROXY_CONTAINER)
+        self._start_prober(
+            entry,
+            startup=parse_probe(container, "startupProbe", host=entry.host),
+            readiness=parse_probe(
+                container,
+                "readinessProbe",
+                host=entry.host,
+                rewrite=lambda v: _rewrite_path(v, pod_dir, launch.mounts),
+            ),
+            liveness=parse_probe(container, "livenessProbe", host=entry.host),
+        )
 
     def _refresh(self, entry: _Entry, now: float) -> None:
         """Rewrite Secret/ConfigMap volume files that changed (env stays as started)."""
@@ -1417,84 +1511,107 @@ class ProcessRunner:
         if entry.process is not None:
             entry.process.stop(grace=0)
         entry.process = ManagedProcess(
-            launch.argv, env=launch.env, cwd=pod_dir, log_path=entry.log_path
+            [*self._enter_pod_network(entry), *launch.argv],
+            env=launch.env,
+            cwd=pod_dir,
+            log_path=entry.log_path,
         )
-        entry.started_at = _timestamp()
-        entry.probe_ready = False
-        entry.probed_at = 0.0
         entry.grace = min(launch.grace_seconds, self.max_grace)
         log.info("runner: %s runs ollama at %s (pid %d)", entry.label, launch.url, entry.pid)
+        container = _container(entry.pod, OLLAMA_CONTAINER)
+        readiness = parse_probe(container, "readinessProbe", host=entry.host)
+        if readiness is not None and launch.readiness_argv is not None:
+            # The exec probe's command with its container paths made local.
+            readiness = dataclasses.replace(readiness, command=launch.readiness_argv)
+        self._start_prober(
+            entry,
+            startup=parse_probe(container, "startupProbe", host=entry.host),
+            readiness=readiness,
+            liveness=parse_probe(container, "livenessProbe", host=entry.host),
+        )
 
-    def _report_ollama(self, entry: _Entry, now: float) -> None:
-        """Be the kubelet for the Ollama pod's status: its readiness probe, and the container's
-        state after an exit (what the operator's OllamaReady reads)."""
-        process, launch = entry.process, entry.ollama
-        if process is None or launch is None:
-            return
-        if not process.alive and entry.started_at is not None:
-            message = ""
-            with contextlib.suppress(OSError):
-                message = launch.termination_log.read_text(errors="replace").strip()
-            if not message and launch.fallback_to_logs and process.returncode:
-                lines = tail(entry.log_path, 20).splitlines()
-                message = "\n".join(line for line in lines if not line.startswith("--- "))
-            entry.last_terminated = {
-                "exitCode": process.returncode,
-                "reason": "Completed" if process.returncode == 0 else "Error",
-                "message": message[-4096:],
-                "startedAt": entry.started_at,
-                "finishedAt": _timestamp(),
-            }
-            entry.started_at = None
-            entry.probe_ready = False
-        elif process.alive and launch.readiness_argv and now - entry.probed_at >= 1.0:
-            entry.probed_at = now
-            try:
-                probe = subprocess.run(
-                    launch.readiness_argv,
-                    env=launch.env,
-                    cwd=launch.pod_dir,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=5,
-                )
-                entry.probe_ready = probe.returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                entry.probe_ready = False
-        elif process.alive and not launch.readiness_argv:
-            entry.probe_ready = True
-        patch = ollama_container_status(
-            image=launch.image,
-            ready=process.alive and entry.probe_ready,
+    @staticmethod
+    def _termination_message(entry: _Entry) -> str:
+        """What the exited container wrote to its termination log (with
+        FallbackToLogsOnError, the tail of its log after a failure), as the kubelet reads it."""
+        launch, process = entry.ollama, entry.process
+        if entry.component != "ollama" or launch is None or process is None:
+            return ""
+        message = ""
+        with contextlib.suppress(OSError):
+            message = launch.termination_log.read_text(errors="replace").strip()
+        if not message and launch.fallback_to_logs and process.returncode and entry.log_path:
+            lines = tail(entry.log_path, 20).splitlines()
+            message = "\n".join(line for line in lines if not line.startswith("--- "))
+        return message[-4096:]
+
+    def _start_prober(
+        self,
+        entry: _Entry,
+        *,
+        startup: Probe | None,
+        readiness: Probe | None,
+        liveness: Probe | None,
+    ) -> None:
+        self._stop_prober(entry)
+        entry.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entry.prober = Prober(
+            entry.label,
+            startup=startup,
+            readiness=readiness,
+            liveness=liveness,
+            exec_prefix=podnet.exec_prefix(entry.netns) if entry.netns else (),
+            on_change=self._wake.set,
+            on_failure=lambda reason: self._wake.set(),
+        ).start()
+
+    @staticmethod
+    def _stop_prober(entry: _Entry) -> None:
+        if entry.prober is not None:
+            entry.prober.stop()
+            entry.prober = None
+
+    def _report_status(self, entry: _Entry) -> None:
+        """Write the pod's Ready condition and container status when they changed, as
+        the kubelet does: the Deployment controller and EndpointSlices go by them."""
+        body = pod_status_patch(
+            entry.pod,
+            container=PROXY_CONTAINER if entry.component == "proxy" else OLLAMA_CONTAINER,
+            ready=entry.ready,
             restarts=entry.restarts,
+            running=entry.info().state == "running",
             started_at=entry.started_at,
-            last_terminated=entry.last_terminated,
+            last_exit=entry.last_exit,
+            last_message=entry.last_message,
+            waiting_reason=entry.reason,
         )
-        if patch == entry.reported:
+        if body is None:
             return
-        for condition in patch["status"]["conditions"]:
-            condition["lastTransitionTime"] = _timestamp()
-        try:
-            self._patch_pod_status(entry.namespace, entry.name, patch)
-        except Exception as exc:  # the pod may be gone; the next sync tries again
-            log.debug("runner: %s status not reported: %s", entry.label, exc)
-            return
-        for condition in patch["status"]["conditions"]:
-            del condition["lastTransitionTime"]
-        entry.reported = patch
+        from kubernetes.client.exceptions import ApiException
 
-    def _patch_pod_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self._core.patch_namespaced_pod_status(
-            name,
-            namespace,
-            patch,
-            _content_type="application/strategic-merge-patch+json",
-            _request_timeout=(5, 15),
-        )
+        try:
+            self._patch_pod_status(entry.namespace, entry.name, body)
+        except ApiException as exc:
+            if exc.status not in (404, 409, 422):
+                raise
+        else:
+            # What the API holds now; the next list brings the rest.
+            entry.pod.setdefault("status", {}).update(body["status"])
+
+    def _patch_pod_status(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        self._core.patch_namespaced_pod_status(name, namespace, body, _request_timeout=(5, 15))
 
     def _begin_stop(self, entry: _Entry, reason: str) -> None:
         entry.kill_at = time.monotonic() + min(entry.grace, self.max_grace)
-        if entry.process is not None and entry.process.alive:
+        self._stop_prober(entry)
+        pre_stop = pre_stop_sleep(entry.pod, entry.component)
+        if entry.process is not None and entry.process.alive and pre_stop:
+            # The preStop hook's sleep: the process serves on while Services let go of it.
+            log.info("runner: %s stopping in %ss (%s)", entry.label, pre_stop, reason)
+            entry.process.note(f"stopping after the preStop sleep: {reason}")
+            entry.term_at = time.monotonic() + pre_stop
+            entry.kill_at += pre_stop
+        elif entry.process is not None and entry.process.alive:
             log.info("runner: %s stopping (%s)", entry.label, reason)
             entry.process.note(f"stopping: {reason}")
             entry.process.signal(signal.SIGTERM)
@@ -1504,6 +1621,9 @@ class ProcessRunner:
             entry.process.stop(grace=0)  # reaps it and kills stray group members
         if entry.pod_dir is not None:
             shutil.rmtree(entry.pod_dir, ignore_errors=True)
+        if entry.netns is not None:
+            podnet.remove_pod(entry.host)
+            entry.netns = None
         self._entries.pop((entry.uid, entry.host), None)
 
 

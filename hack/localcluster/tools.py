@@ -14,18 +14,25 @@ _BINARY_VERSION_KEY = {
     "kube-apiserver": "KUBERNETES_VERSION",
     "kube-controller-manager": "KUBERNETES_VERSION",
     "kube-scheduler": "KUBERNETES_VERSION",
+    "kube-proxy": "KUBERNETES_VERSION",
     "kubectl": "KUBERNETES_VERSION",
     "etcd": "ETCD_VERSION",
     "helm": "HELM_VERSION",
     "kwok": "KWOK_VERSION",
     "ollama": "OLLAMA_VERSION",
+    "kube-router": "KUBE_ROUTER_VERSION",
 }
+# Services and NetworkPolicies need these two and a pod network; without them the local
+# cluster still runs, with pods only (see controlplane.LocalCluster).
+NETWORK_TOOLS = ("kube-proxy", "kube-router")
+CONTROL_PLANE_TOOLS = tuple(n for n in _BINARY_VERSION_KEY if n not in NETWORK_TOOLS)
 _VERSION_DIR_PREFIX = {
     "KUBERNETES_VERSION": "kubernetes",
     "ETCD_VERSION": "etcd",
     "HELM_VERSION": "helm",
     "KWOK_VERSION": "kwok",
     "OLLAMA_VERSION": "ollama",
+    "KUBE_ROUTER_VERSION": "kube-router",
 }
 
 
@@ -50,7 +57,7 @@ def binary(name: str) -> Path:
     return tools_dir() / f"{_VERSION_DIR_PREFIX[key]}-{versions()[key]}" / name
 
 
-def missing(names: tuple[str, ...] = tuple(_BINARY_VERSION_KEY)) -> list[str]:
+def missing(names: tuple[str, ...] = CONTROL_PLANE_TOOLS) -> list[str]:
     return [name for name in names if not os.access(binary(name), os.X_OK)]
 
 

@@ -82,13 +82,15 @@ def create_keys(api: client.ApiClient, namespace: str, **keys: str) -> None:
 # -- status ---------------------------------------------------------------------------------------
 
 
-def test_status_json_shows_a_ready_route_and_its_quota(cluster, api, namespace) -> None:
+def test_status_json_shows_a_ready_route_and_its_quota(
+    cluster, api, namespace, process_runner
+) -> None:
     create_keys(api, namespace, openai="sk-openai-cli-e2e")
     create(api, namespace, ROUTE_PLURAL, route_manifest("gateway"))
     create(api, namespace, QUOTA_PLURAL, quota_manifest("openai-daily", "gateway"))
     wait_for(
         lambda: condition_is(get(api, namespace, ROUTE_PLURAL, "gateway"), "Ready", "True"),
-        timeout=90,
+        timeout=180,
         what="the route Ready",
     )
 

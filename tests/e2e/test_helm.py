@@ -377,6 +377,7 @@ def test_operator_runs_on_the_charts_rbac(
     tmp_path: Path,
     watch_args: list[str],
     operator_process: type,
+    process_runner,  # the node's kubelet: the route is Ready once its proxy serves
 ) -> None:
     release = namespace
     core = client.CoreV1Api(api)
@@ -413,7 +414,7 @@ def test_operator_runs_on_the_charts_rbac(
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
         try:
-            wait_for(ready, timeout=90, what="LLMRoute gw Ready=True")
+            wait_for(ready, timeout=180, what="LLMRoute gw Ready=True")
         except TimeoutError as error:
             pytest.fail(f"{error}; the operator's log:\n{proc.log()}")
         core.read_namespaced_config_map("gw-litellm", namespace)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from kubernetes import client
 
+from localcluster import podnet
 from localcluster.controlplane import LocalCluster
 from localcluster.wait import wait_for
 
@@ -39,7 +41,8 @@ def test_deployment_becomes_available_and_teardown_leaves_nothing(tmp_path: Path
     local.start()
     try:
         pids = local.pids()
-        assert len(pids) == 5 and all(_alive(p) for p in pids)
+        network = local.network
+        assert len(pids) == (7 if local.services else 5) and all(_alive(p) for p in pids)
         with local.api_client() as api:
             apps = client.AppsV1Api(api)
             apps.create_namespaced_deployment(
@@ -65,7 +68,24 @@ def test_deployment_becomes_available_and_teardown_leaves_nothing(tmp_path: Path
             pods = client.CoreV1Api(api).list_namespaced_pod("default").items
             prefix = local.pod_cidr.rsplit(".", 1)[0] + "."
             assert all(p.status.pod_ip.startswith(prefix) for p in pods)
+            if network is not None:
+                # Its own pod network, beside the session cluster's.
+                assert network != cluster.network
+                assert Path(f"/sys/class/net/{network.bridge}").exists()
+                for pod in pods:
+                    podnet.add_pod(pod.status.pod_ip)  # as the runner would
     finally:
         local.stop()
     assert not [p for p in pids if _alive(p)]
     assert not [p for p in _children_of(pids) if _alive(p)]
+    if network is not None:
+        # Nothing of its network is left: namespaces, bridge (with its routes), guard.
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        assert not [
+            n
+            for n in namespaces.stdout.split()
+            if n.startswith(podnet.NETNS_PREFIX) and network.owns(n[len(podnet.NETNS_PREFIX) :])
+        ]
+        assert not Path(f"/sys/class/net/{network.bridge}").exists()
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+        assert network.guard_table not in tables.stdout

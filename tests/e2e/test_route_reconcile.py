@@ -11,7 +11,9 @@ from kubernetes.client.exceptions import ApiException
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from localcluster import wait_for
 
-pytestmark = pytest.mark.usefixtures("operator")
+# The process runner is the node's kubelet: proxy pods are Ready only once their proxy
+# serves, so a route is Ready only with it.
+pytestmark = pytest.mark.usefixtures("operator", "process_runner")
 
 KEYS = {"openai": "sk-test-openai-value", "anthropic": "sk-test-anthropic-value"}
 
@@ -73,7 +75,7 @@ def create_ready_route(core, custom, namespace: str, manifest: dict | None = Non
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, ROUTE_PLURAL, manifest or route_manifest("gw")
     )
-    return wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    return wait_condition(custom, namespace, "gw", "Ready", "True", timeout=180)
 
 
 @pytest.fixture
@@ -227,7 +229,7 @@ def test_missing_secret_is_reported_then_recovers(apis, namespace):
     assert missing.value.status == 404
 
     create_keys(core, namespace)
-    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=90)
+    wait_condition(custom, namespace, "gw", "Ready", "True", timeout=180)
     assert apps.read_namespaced_deployment("gw-litellm", namespace)
 
 

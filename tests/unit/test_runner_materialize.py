@@ -29,13 +29,13 @@ from localcluster.runner import (
     ProcessRunner,
     UnsupportedPod,
     launch_proxy,
-    ollama_container_status,
     parse_quantity,
     plan_ollama_launch,
     plan_proxy_launch,
     pod_component,
     pod_is_running,
     pod_references,
+    pod_status_patch,
     sync_files,
     wait_http_ok,
 )
@@ -425,9 +425,14 @@ def test_plan_ollama_launch_without_a_command_serves() -> None:
 
 
 def test_ollama_container_status_as_a_kubelet_reports_it() -> None:
-    running = ollama_container_status(
-        image="img", ready=False, restarts=0, started_at="t0", last_terminated=None
-    )
+    pod = {
+        "metadata": {"name": "gw-ollama-0"},
+        "spec": {"containers": [{"name": "ollama", "image": "img"}]},
+        "status": {},
+    }
+    common = {"container": "ollama", "started_at": "t0"}
+    running = pod_status_patch(pod, ready=False, restarts=0, running=True, last_exit=None, **common)
+    assert running is not None
     (status,) = running["status"]["containerStatuses"]
     assert status["state"] == {"running": {"startedAt": "t0"}}
     assert "lastState" not in status
@@ -435,20 +440,39 @@ def test_ollama_container_status_as_a_kubelet_reports_it() -> None:
         "Ready": "False",
         "ContainersReady": "False",
     }
-    failed = ollama_container_status(
-        image="img",
+    failed = pod_status_patch(
+        pod,
         ready=False,
         restarts=2,
-        started_at=None,
-        last_terminated={"exitCode": 1, "reason": "Error", "message": "cannot pull x"},
+        running=False,
+        last_exit=1,
+        last_message="cannot pull x",
+        **common,
     )
+    assert failed is not None
     (status,) = failed["status"]["containerStatuses"]
     assert status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert status["lastState"]["terminated"]["message"] == "cannot pull x"
     assert status["restartCount"] == 2
-    ready = ollama_container_status(
-        image="img", ready=True, restarts=2, started_at="t1", last_terminated=None
+    # A pod that says it already gets no second patch; a new message is a change.
+    said = {**pod, "status": failed["status"]}
+    assert (
+        pod_status_patch(
+            said,
+            ready=False,
+            restarts=2,
+            running=False,
+            last_exit=1,
+            last_message="cannot pull x",
+            **common,
+        )
+        is None
     )
+    assert pod_status_patch(
+        said, ready=False, restarts=2, running=False, last_exit=1, last_message="y", **common
+    )
+    ready = pod_status_patch(pod, ready=True, restarts=2, running=True, last_exit=None, **common)
+    assert ready is not None
     assert {c["status"] for c in ready["status"]["conditions"]} == {"True"}
 
 
