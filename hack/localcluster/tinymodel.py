@@ -225,16 +225,20 @@ def create_models(store: Path, names: Iterable[str], *, ollama: Path | None = No
 
 @contextlib.contextmanager
 def local_ollama(
-    names: Iterable[str], *, ollama: Path | None = None, host: str = "127.0.0.1"
+    names: Iterable[str], *, ollama: Path | None = None, host: str | None = None
 ) -> Iterator[str]:
-    """A real ``ollama serve`` at ``host`` (an address pods can reach, where they run in a
-    network of their own) holding the tiny model under ``names``, for a test that needs an
-    Ollama outside the cluster (an ``ollama`` target with an apiBase, or an external
-    Ollama); yields its URL. Stopped, and its store removed, on exit."""
+    """A real ``ollama serve`` at ``host`` (by default where pods can reach the host: the
+    pod network's gateway, else loopback) holding the tiny model under ``names``, for a test
+    that needs an Ollama outside the cluster (an ``ollama`` target with an apiBase, or an
+    external Ollama); yields its URL. Stopped, and its store removed, on exit."""
     if ollama is None:
         from . import tools
 
         ollama = tools.binary("ollama")
+    if host is None:
+        from . import podnet
+
+        host = podnet.host_address()
     with tempfile.TemporaryDirectory(prefix="llmroute-ollama-") as tmp:
         store = Path(tmp) / "models"
         create_models(store, names, ollama=ollama)

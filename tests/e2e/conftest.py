@@ -45,8 +45,11 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 def process_runner(
     cluster: LocalCluster, namespace: str, tmp_path: Path
 ) -> Iterator[ProcessRunner]:
-    """The process runner for the test's namespace: real processes for its pods."""
-    with ProcessRunner(cluster.kubeconfig, namespace=namespace, workdir=tmp_path) as runner:
+    """The process runner for the test's namespace: real processes for its pods. A managed
+    Ollama's new volume holds the tiny model as `llama3.2`, the model the tests declare."""
+    with ProcessRunner(
+        cluster.kubeconfig, namespace=namespace, workdir=tmp_path, ollama_models=["llama3.2"]
+    ) as runner:
         yield runner
 
 

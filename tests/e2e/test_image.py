@@ -184,7 +184,10 @@ def logs(name: str) -> str:
 
 
 def test_operator_from_the_image_reconciles_and_stops_gracefully(
-    container: dict, api: client.ApiClient, namespace: str
+    container: dict,
+    api: client.ApiClient,
+    namespace: str,
+    process_runner,  # the node's kubelet: the route is Ready once its proxy serves
 ) -> None:
     name = container["name"]
 
@@ -217,7 +220,7 @@ def test_operator_from_the_image_reconciles_and_stops_gracefully(
         return obj if is_ready else None
 
     try:
-        obj = wait_for(ready, timeout=120, what="LLMRoute gw Ready=True")
+        obj = wait_for(ready, timeout=180, what="LLMRoute gw Ready=True")
     except TimeoutError as error:
         raise AssertionError(f"{error}\n{logs(name)[-5000:]}") from None
     assert obj["status"]["endpoint"] == f"http://gw.{namespace}.svc:4000"

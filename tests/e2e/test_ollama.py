@@ -490,14 +490,22 @@ def test_a_model_no_registry_serves_keeps_the_pod_unready(
         api_client=cluster.api_client(), namespace=namespace, ollama_models=["llama3.2"]
     ) as runner:
         pod = wait_ollama_pod(core, namespace)
+
         # The operator sees the crash loop on its Ollama refresh timer (a container's state
         # changes no StatefulSet field it watches).
+        # Before the crash loop the pod may wait for its volume's binding, which OllamaReady
+        # reports too: wait for the failed pull itself.
+        def failed_pull() -> dict | None:
+            route = read_route(custom, namespace)
+            ollama_ready = condition(route, "OllamaReady")
+            if ollama_ready.get("reason") == "PodFailing" and "cannot pull" in ollama_ready.get(
+                "message", ""
+            ):
+                return route
+            return None
+
         failing = wait_for(
-            lambda: (
-                condition(r := read_route(custom, namespace), "OllamaReady").get("reason")
-                == "PodFailing"
-                and r
-            ),
+            failed_pull,
             timeout=150,
             what="the crash loop in OllamaReady",
         )
