@@ -11,6 +11,8 @@ The public surface, by what it is for (the name, then the module it comes from):
 
   LocalCluster, FAKE_NODE       controlplane  start and stop a control plane, and its one
                                               node; its kubeconfig and admin credentials
+  prebound_volume               controlplane  a PersistentVolume bound to a claim in
+                                              advance (no provisioner runs here)
   free_port                     controlplane  a free TCP port on loopback for whatever a
                                               test starts
   ProcessRunner, ProcessInfo    runner        the kubelet stand-in: runs the processes of
@@ -47,6 +49,7 @@ _DEFINED_IN: dict[str, str] = {
     "LocalCluster": "controlplane",
     "FAKE_NODE": "controlplane",
     "free_port": "controlplane",
+    "prebound_volume": "controlplane",
     "ProcessRunner": "runner",
     "ProcessInfo": "runner",
     "ProxyLaunch": "runner",

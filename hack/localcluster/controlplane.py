@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,6 +49,24 @@ def random_pod_cidr() -> str:
 
 
 FAKE_NODE = "kwok-node-0"
+
+
+def prebound_volume(name: str, namespace: str, claim: str) -> dict[str, Any]:
+    """A PersistentVolume bound in advance to ``claim`` (storageClassName ""): no provisioner
+    runs in the local cluster, and the scheduler places no pod whose claim is unbound. Its
+    hostPath is never read: the process runner keeps a claim's files in a directory of its
+    own."""
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "5Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": f"/var/lib/localcluster/{name}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
 
 
 def free_port() -> int:

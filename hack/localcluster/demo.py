@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client
 
 from . import podnet, tools
-from .controlplane import LocalCluster, free_port
+from .controlplane import LocalCluster, free_port, prebound_volume
 from .fakes import Behaviour, FakeAnthropic, FakeOpenAI
 from .runner import ProcessRunner
 from .wait import wait_for
@@ -129,22 +129,6 @@ def _ollama_at(route: dict, url: str) -> dict:
     return {"spec": {"models": route["spec"]["models"]}}
 
 
-def _model_volume(namespace: str, route_name: str) -> dict:
-    claim = f"models-{route_name}-ollama-0"  # <volumeClaimTemplate>-<StatefulSet>-<ordinal>
-    return {
-        "metadata": {"name": f"{namespace}-{route_name}-ollama-models"},
-        "spec": {
-            "capacity": {"storage": "5Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "",
-            "persistentVolumeReclaimPolicy": "Retain",
-            # The process runner keeps the models in its own directory for the claim.
-            "hostPath": {"path": f"/var/lib/llmroute-demo/{claim}"},
-            "claimRef": {"namespace": namespace, "name": claim},
-        },
-    }
-
-
 def serve() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -236,7 +220,12 @@ def serve() -> None:
                 },
             },
         )
-        core.create_persistent_volume(_model_volume(NAMESPACE, name))
+        core.create_persistent_volume(
+            # <volumeClaimTemplate>-<StatefulSet>-<ordinal>
+            prebound_volume(
+                f"{NAMESPACE}-{name}-ollama-models", NAMESPACE, f"models-{name}-ollama-0"
+            )
+        )
         custom = client.CustomObjectsApi(api)
         custom.create_namespaced_custom_object(
             "llmroute.dev", "v1alpha1", NAMESPACE, "llmroutes", route

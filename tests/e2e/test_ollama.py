@@ -28,7 +28,15 @@ from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.route import parse_route
 from llmroute.route.ollama import keep_claim_templates, observe_ollama
-from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, tinymodel, wait_for
+from localcluster import (
+    Behaviour,
+    FakeAnthropic,
+    FakeOpenAI,
+    ProcessRunner,
+    prebound_volume,
+    tinymodel,
+    wait_for,
+)
 from manifests import render_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
@@ -282,19 +290,7 @@ def bound_volume(api, namespace) -> Iterator[None]:
     provisioner runs here, and the scheduler places no pod whose claim is unbound."""
     core = client.CoreV1Api(api)
     name = f"{namespace}-ollama-models"
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "5Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": f"/var/lib/llmroute-e2e/{name}"},
-                "claimRef": {"namespace": namespace, "name": CLAIM},
-            },
-        }
-    )
+    core.create_persistent_volume(prebound_volume(name, namespace, CLAIM))
     yield
     core.delete_persistent_volume(name)
 

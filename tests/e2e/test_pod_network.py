@@ -23,7 +23,7 @@ from kubernetes import client
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from localcluster import podnet
-from localcluster.controlplane import LocalCluster
+from localcluster.controlplane import LocalCluster, prebound_volume
 from localcluster.fakes import FakeOpenAI
 from localcluster.runner import ProcessRunner
 from localcluster.wait import wait_for
@@ -447,19 +447,7 @@ def ollama_volume(api: client.ApiClient, namespace: str) -> Iterator[None]:
     """A volume bound in advance to the route's Ollama claim (no provisioner runs here)."""
     core = client.CoreV1Api(api)
     name = f"{namespace}-gw-ollama"
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "5Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": f"/var/lib/llmroute-e2e/{name}"},
-                "claimRef": {"namespace": namespace, "name": "models-gw-ollama-0"},
-            },
-        }
-    )
+    core.create_persistent_volume(prebound_volume(name, namespace, "models-gw-ollama-0"))
     yield
     core.delete_persistent_volume(name)
 
