@@ -428,6 +428,8 @@ BROKEN = [
     (lambda s: s["models"][0].update(fallbacks=["nope"]), "spec.models[0].fallbacks[0]"),
     (lambda s: s["models"][0].update(fallbacks=["smart"]), "spec.models[0].fallbacks[0]"),
     (lambda s: s["models"][1].update(name="smart"), "spec.models[1].name"),
+    # Python's `$` matches before a final newline; the API server's (Go) `$` does not.
+    (lambda s: s["models"][1].update(name="cheap\n"), "spec.models[1].name"),
     (lambda s: s["models"][0].update(targets=[]), "spec.models[0].targets"),
     (lambda s: s.update(models=[]), "spec.models"),
     (
@@ -465,6 +467,12 @@ BROKEN = [
     (
         lambda s: s.update(
             auth={"callers": [{"name": "Bad_Name", "keySecretRef": {"name": "k", "key": "k"}}]}
+        ),
+        "spec.auth.callers[0].name",
+    ),
+    (
+        lambda s: s.update(
+            auth={"callers": [{"name": "team-a\n", "keySecretRef": {"name": "k", "key": "k"}}]}
         ),
         "spec.auth.callers[0].name",
     ),

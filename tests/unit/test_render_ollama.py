@@ -123,6 +123,8 @@ def test_targets_without_api_base_point_at_the_headless_service() -> None:
         ({"external": {"url": "http://x:1"}, "storage": {"size": "1Gi"}}, "storage"),
         ({"models": ["bad name"]}, "spec.ollama.models[0]"),
         ({"storage": {"size": "lots"}}, "spec.ollama.storage.size"),
+        ({"models": ["llama3.2\n"]}, "spec.ollama.models[0]"),
+        ({"storage": {"size": "1Gi\n"}}, "spec.ollama.storage.size"),
         ({"numParallel": 0}, "spec.ollama.numParallel"),
     ],
 )

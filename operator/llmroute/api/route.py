@@ -29,11 +29,13 @@ LOG_LEVELS: Final = frozenset(schema_enum("LLMRoute", "spec.proxy.logLevel"))
 # and timeouts fall back together. Only context-window errors have a switch of their own.
 UPSTREAM_FAILURES: Final = frozenset({"errors", "rateLimit", "timeout"})
 
-_MODEL_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]{0,62}$")
-_CALLER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Used with fullmatch: Python's `$` also matches before a final newline, which the API
+# server's patterns (Go) refuse.
+_MODEL_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._:/-]{0,62}")
+_CALLER_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _API_BASE: Final = re.compile(r"^https?://")
-_OLLAMA_MODEL: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]*$")
-_QUANTITY: Final = re.compile(r"^([0-9]+(\.[0-9]+)?)([KMGTPE]i?)?$")
+_OLLAMA_MODEL: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._:/-]*")
+_QUANTITY: Final = re.compile(r"([0-9]+(\.[0-9]+)?)([KMGTPE]i?)?")
 
 
 @dataclass(frozen=True)
@@ -399,7 +401,7 @@ def _models(raw: object) -> tuple[Model, ...]:
         path = f"spec.models[{i}]"
         spec = _mapping(item, path)
         name = _str(spec.get("name"), f"{path}.name", required=True) or ""
-        if not _MODEL_NAME.match(name):
+        if not _MODEL_NAME.fullmatch(name):
             raise SpecError(f"{path}.name", f"{name!r} is not a valid model name")
         strategy = _str(spec.get("strategy"), f"{path}.strategy") or _default(
             "spec.models[].strategy"
@@ -489,7 +491,7 @@ def _callers(raw: object, model_names: Sequence[str]) -> tuple[Caller, ...]:
         path = f"spec.auth.callers[{i}]"
         spec = _mapping(item, path)
         name = _str(spec.get("name"), f"{path}.name", required=True) or ""
-        if len(name) > 63 or not _CALLER_NAME.match(name):
+        if len(name) > 63 or not _CALLER_NAME.fullmatch(name):
             raise SpecError(f"{path}.name", f"{name!r} is not a valid caller name")
         if any(c.name == name for c in callers):
             raise SpecError(f"{path}.name", f"caller {name!r} is declared twice")
@@ -567,11 +569,11 @@ def _managed_ollama(spec: Mapping[str, Any]) -> Ollama:
     path = "spec.ollama"
     models = _names(spec.get("models"), f"{path}.models") or ()
     for i, model in enumerate(models):
-        if not _OLLAMA_MODEL.match(model):
+        if not _OLLAMA_MODEL.fullmatch(model):
             raise SpecError(f"{path}.models[{i}]", f"{model!r} is not a valid Ollama model name")
     storage = _mapping(spec.get("storage"), f"{path}.storage")
     size = _str(storage.get("size"), f"{path}.storage.size") or _ollama_default("storage.size")
-    if not _QUANTITY.match(size):
+    if not _QUANTITY.fullmatch(size):
         raise SpecError(f"{path}.storage.size", f"{size!r} is not a volume size such as 20Gi")
     # "" is meaningful here (no class: a pre-provisioned volume), so it is not read as absent.
     storage_class = storage.get("storageClassName")

@@ -55,8 +55,8 @@ KEYED_PROVIDERS = ("anthropic", "openai", "gemini", "mistral", "groq", "azure")
 ENDPOINT_PROVIDERS = ("azure", "openai-compatible")
 
 ROUTE_NAME_MAX = 45
-_ROUTE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ROUTE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def validate(obj: Any) -> list[ValidationError]:
@@ -171,7 +171,7 @@ def _end_of_text_anchors(pattern: str) -> str:
 def _child(path: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
-    if not _IDENTIFIER.match(str(key)):
+    if not _IDENTIFIER.fullmatch(str(key)):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else str(key)
 
