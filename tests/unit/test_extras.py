@@ -87,13 +87,19 @@ def test_validate_works_without_the_extra() -> None:
     assert child.stdout.endswith(": valid\n")
 
 
+@pytest.mark.parametrize("output", ["k8s", "compose"])
+def test_render_works_without_the_extra(output: str) -> None:
+    child = llmroute_without_extra("render", "--format", output, "-f", str(EXAMPLE))
+    assert child.returncode == 0, child.stderr
+    assert "kind: Deployment" in child.stdout if output == "k8s" else "services:" in child.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "package"),
     [
         (["run"], "kopf"),
         (["status", "-A"], "kubernetes"),
         (["usage"], "kubernetes"),
-        (["render", "-f", str(EXAMPLE)], "kubernetes"),
         (["validate", "--check-litellm", "-f", str(EXAMPLE)], "litellm"),
     ],
 )

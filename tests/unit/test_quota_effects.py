@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from llmroute.api.quota import QuotaEffect
-from llmroute.quota.effects import quota_effects
+from llmroute.api.quota import QuotaEffect, quota_effects
 from manifests import render_manifest
 
 ROUTE: dict[str, Any] = {

@@ -7,6 +7,7 @@ from the CRD schema, so Python never repeats them.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any, Final
 from llmroute.api.periods import PERIODS
 from llmroute.api.route import Route, Target, deployment_id
 from llmroute.api.schema import schema_default, schema_enum
+
+log = logging.getLogger(__name__)
 
 ACTIONS: Final = schema_enum("ModelQuota", "spec.action")
 ENFORCEMENTS: Final = schema_enum("ModelQuota", "spec.enforcement")
@@ -236,3 +239,27 @@ class QuotaEffect:
     @property
     def enforced(self) -> bool:
         return self.enforcement == ENFORCE
+
+
+def references_route(quota: Mapping[str, Any], route_name: str) -> bool:
+    spec = quota.get("spec") or {}
+    return (spec.get("routeRef") or {}).get("name") == route_name
+
+
+def quota_effects(quotas: Iterable[Mapping[str, Any]], route_name: str) -> list[QuotaEffect]:
+    """The effects of the quotas that reference `route_name`, ordered by quota name.
+
+    A quota being deleted has no effect any more. One whose status or spec cannot be read
+    (stored before a schema change, edited by hand) is left out with a log line: a broken
+    quota must not stop its route from rendering.
+    """
+    effects = []
+    for quota in sorted(quotas, key=lambda q: (q.get("metadata") or {}).get("name", "")):
+        metadata = quota.get("metadata") or {}
+        if not references_route(quota, route_name) or metadata.get("deletionTimestamp"):
+            continue
+        try:
+            effects.append(QuotaEffect.from_quota(quota))
+        except (TypeError, ValueError) as error:
+            log.warning("ModelQuota %s ignored: %s", metadata.get("name"), error)
+    return effects

@@ -139,9 +139,9 @@ def render(
     Exit status: 0 on success, 1 when a route is invalid (the problems go to stderr, naming
     the field) or the files hold no LLMRoute, 2 for a usage error.
     """
+    from ..api.quota import quota_effects
     from ..api.route import SpecError, parse_route
     from ..api.validation import validate as validate_object
-    from ..quota.effects import quota_effects
     from ..render import render_route
     from ..render.compose import render_compose
 

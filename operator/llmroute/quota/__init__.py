@@ -5,6 +5,7 @@ frozen dataclasses or JSON-ready dicts; scrape, sync, effects and usage.gather_u
 the cluster. The typed ModelQuota and the budget periods are in llmroute.api.
 """
 
-from llmroute.quota.effects import quota_effects, quota_effects_for_route
+from llmroute.api.quota import quota_effects
+from llmroute.quota.effects import quota_effects_for_route
 
 __all__ = ["quota_effects", "quota_effects_for_route"]
