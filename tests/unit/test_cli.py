@@ -229,14 +229,17 @@ def test_render_reads_stdin() -> None:
 # -- validate -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_validate_accepts_the_examples(example: Path) -> None:
-    result = invoke("validate", "-f", str(example))
+def test_validate_accepts_the_examples() -> None:
+    # As a directory: a quota's route is in another file (smart-chain.yaml, monthly-budget.yaml).
+    result = invoke("validate", "-f", str(REPO_ROOT / "examples"))
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
-    names = [d["metadata"]["name"] for d in yaml.safe_load_all(example.read_text()) if d]
-    for name in names:
-        assert f"/{name}: valid" in result.stdout
+    for example in EXAMPLES:
+        for doc in yaml.safe_load_all(example.read_text()):
+            if doc:
+                assert f"{example}: {doc['kind']}/{doc['metadata']['name']}: valid" in (
+                    result.stdout.splitlines()
+                )
 
 
 def test_validate_one_invalid_document_of_several_fails_naming_the_field(tmp_path: Path) -> None:
@@ -297,6 +300,70 @@ def test_validate_refuses_what_is_not_a_manifest(text: str, message: str) -> Non
     result = invoke("validate", "-f", "-", input=text)
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+def test_validate_reads_a_directory_and_with_r_its_subdirectories(tmp_path: Path) -> None:
+    write(tmp_path, ROUTE, name="route.yaml")
+    (tmp_path / "quotas").mkdir()
+    write(tmp_path / "quotas", QUOTA, name="quota.yml")
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    flat = invoke("validate", "-f", str(tmp_path))
+    # Without -R the quota's file is not read; the route alone is valid.
+    assert (flat.exit_code, flat.stdout) == (0, "LLMRoute/gateway: valid\n")
+    deep = invoke("validate", "-R", "-f", str(tmp_path))
+    assert deep.exit_code == 0, deep.stderr
+    assert f"{tmp_path}/quotas/quota.yml: ModelQuota/gpt4-daily: valid" in deep.stdout
+    assert invoke("validate", "-f", str(tmp_path / "quotas")).exit_code == 1  # no route
+
+
+def test_a_directory_without_manifests_is_an_error(tmp_path: Path) -> None:
+    result = invoke("validate", "-f", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"no manifest files (.yaml, .yml, .json) in {tmp_path}" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "render"])
+def test_a_file_that_is_not_utf8_is_an_error_not_a_traceback(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(yaml.safe_dump(ROUTE).encode() + b"# caf\xe9\n")
+    result = invoke(command, "-f", str(path))
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"{path}: not UTF-8 text" in result.stderr
+
+
+def test_duplicate_keys_are_refused_like_kubectl_does(tmp_path: Path) -> None:
+    text = yaml.safe_dump(ROUTE) + "kind: ModelQuota\n"
+    result = invoke("validate", "-f", "-", input=text)
+    assert result.exit_code == 1
+    assert 'duplicate key "kind"' in result.stderr
+
+
+def test_a_quota_must_reference_a_route_of_the_files(tmp_path: Path) -> None:
+    result = invoke("validate", "-f", write(tmp_path, QUOTA))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'ModelQuota/gpt4-daily: spec.routeRef.name: no LLMRoute "gateway" in namespace '
+        '"default" in the given files (add its file with -f)\n'
+    )
+    elsewhere = copy.deepcopy(ROUTE) | {"metadata": {"name": "gateway", "namespace": "prod"}}
+    assert invoke("validate", "-f", write(tmp_path, elsewhere, QUOTA)).exit_code == 1
+
+
+def test_a_quota_must_match_a_target_of_its_route(tmp_path: Path) -> None:
+    quota = copy.deepcopy(QUOTA)
+    quota["spec"]["match"] = {"provider": "anthropic"}
+    result = invoke("validate", "-f", write(tmp_path, ROUTE, quota))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'ModelQuota/gpt4-daily: spec.match: matches no target of LLMRoute "gateway"\n'
+    )
+
+
+def test_render_refuses_an_invalid_namespace() -> None:
+    result = invoke("render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"), "-n", "Team_A")
+    assert result.exit_code == 2
+    assert "is not a valid namespace name" in result.stderr
 
 
 def test_validate_without_a_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -545,3 +612,33 @@ def test_usage_groups_by_the_chosen_dimensions() -> None:
     assert table[-1].split() == ["TOTAL", "7", "70", "35", "0.875000"]
     single = usage_table(group_usage(rows[:1], ["task"]), ["task"]).splitlines()
     assert len(single) == 2
+
+
+def test_usage_fails_when_no_replica_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmroute.cli.cluster import Cluster
+    from llmroute.quota import usage as usage_module
+
+    silent = usage_module.UsageReport(
+        rows=[], unanswered=[("prod", "gw", "gw-litellm-a", "HTTP 403 Forbidden: no")]
+    )
+    monkeypatch.setattr(
+        sys.modules["llmroute.cli.usage"],
+        "connect_scoped",
+        lambda *_: (Cluster(api=None, namespace="prod", in_cluster=False), "prod"),
+    )
+    monkeypatch.setattr(usage_module, "gather_usage", lambda *_, **__: silent)
+    result = invoke("usage", "-n", "prod")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "warning: prod/gw: replica gw-litellm-a did not answer: HTTP 403 Forbidden: no"
+    )
+    assert result.stderr.splitlines()[-1] == "Error: no proxy replica answered (1 asked)"
+
+    monkeypatch.setattr(
+        usage_module,
+        "gather_usage",
+        lambda *_, **__: usage_module.UsageReport(
+            rows=[], unanswered=silent.unanswered, answered=1
+        ),
+    )
+    assert invoke("usage", "-n", "prod").exit_code == 0

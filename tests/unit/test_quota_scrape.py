@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from llmroute.quota import scrape
 from llmroute.quota.scrape import (
@@ -159,3 +161,32 @@ def test_an_unreadable_answer_counts_as_no_answer() -> None:
     assert replica is not None
     [result] = scrape_replicas([replica], fetch=lambda _: "this is {not prometheus")
     assert result.families is None and result.error
+
+
+def test_an_api_server_refusal_is_one_line_with_its_message() -> None:
+    replica = replica_from_pod(pod())
+    assert replica is not None
+    refusal = ApiException(status=403, reason="Forbidden")
+    refusal.headers = {"Content-Type": "application/json", "Audit-Id": "x"}
+    refusal.body = json.dumps(
+        {"kind": "Status", "message": 'pods "gw-litellm-a" is forbidden: User "u" cannot get'}
+    )
+
+    def refuse(_: object) -> str:
+        raise refusal
+
+    [result] = scrape_replicas([replica], fetch=refuse)
+    assert (
+        result.error == 'HTTP 403 Forbidden: pods "gw-litellm-a" is forbidden: User "u" cannot get'
+    )
+
+
+def test_a_multi_line_error_is_reported_on_one_line() -> None:
+    replica = replica_from_pod(pod())
+    assert replica is not None
+
+    def fail(_: object) -> str:
+        raise OSError("first line\nsecond line")
+
+    [result] = scrape_replicas([replica], fetch=fail)
+    assert result.error == "OSError: first line second line"

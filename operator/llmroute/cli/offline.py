@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .manifests import FILENAME_OPTION, from_several_files, load_documents
+from .manifests import Document, from_several_files, load_documents, manifest_file_options
 from .output import dump_yaml
 
 if TYPE_CHECKING:
@@ -21,14 +23,14 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@FILENAME_OPTION
+@manifest_file_options
 @click.option(
     "--check-litellm",
     is_flag=True,
     help="Also load each route's rendered config with the pinned litellm release, as the "
     "operator does before it applies anything (takes a few seconds: it imports litellm).",
 )
-def validate(files: tuple[IO[str], ...], check_litellm: bool) -> None:
+def validate(paths: tuple[str, ...], recursive: bool, check_litellm: bool) -> None:
     """Check LLMRoute and ModelQuota manifests without a cluster.
 
     Each manifest is checked against the CRD schema with its defaults applied (types, enums,
@@ -39,15 +41,20 @@ def validate(files: tuple[IO[str], ...], check_litellm: bool) -> None:
     \b
       LLMRoute/gateway: spec.models[0].fallbacks[0]: names no model of this route ("cheep")
 
+    A ModelQuota must reference an LLMRoute of the same files (and namespace) and match at
+    least one of its targets: give the route's file too, or a directory (-f DIR, -R).
+
     Exit status: 0 when every manifest is valid, 1 when any is not (or a file cannot be read
-    as YAML), 2 for a usage error.
+    as UTF-8 YAML), 2 for a usage error.
     """
-    documents = load_documents(files)
+    documents = load_documents(paths, recursive)
     several = from_several_files(documents)
     failed = False
     for document in documents:
         with _quiet_litellm(check_litellm):
             problems = manifest_problems(document.body, check_litellm=check_litellm)
+        if not problems and document.kind == "ModelQuota":
+            problems = quota_reference_problems(document, documents)
         for problem in problems:
             click.echo(f"{document.label(several)}: {problem}", err=True)
         if not problems:
@@ -91,11 +98,50 @@ def manifest_problems(obj: Any, *, check_litellm: bool = False) -> list[str]:
     return []
 
 
+def quota_reference_problems(quota: Document, documents: Sequence[Document]) -> list[str]:
+    """A valid ModelQuota's problems with the route it references, among `documents`."""
+    from ..api.quota import QuotaSpec, stored_route_targets
+
+    spec = QuotaSpec.from_quota(quota.body)
+    namespace = _namespace_of(quota.body)
+    routes = [
+        d.body
+        for d in documents
+        if d.kind == "LLMRoute" and d.name == spec.route and _namespace_of(d.body) == namespace
+    ]
+    if not routes:
+        return [
+            f"spec.routeRef.name: no LLMRoute {json.dumps(spec.route)} in namespace "
+            f"{json.dumps(namespace or 'default')} in the given files (add its file with -f)"
+        ]
+    if not any(spec.matches(t) for t in stored_route_targets(routes[0])):
+        return [f"spec.match: matches no target of LLMRoute {json.dumps(spec.route)}"]
+    return []
+
+
+# A namespace's name is a DNS-1123 label.
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _namespace_name(value: str) -> str:
+    if len(value) > 63 or not _NAMESPACE_NAME.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r} is not a valid namespace name (lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters)"
+        )
+    return value
+
+
+def _namespace_of(body: Mapping[str, Any]) -> str | None:
+    namespace = (body.get("metadata") or {}).get("namespace")
+    return None if namespace in (None, "default") else namespace
+
+
 # -- render --------------------------------------------------------------------------------------
 
 
 @click.command()
-@FILENAME_OPTION
+@manifest_file_options
 @click.option(
     "--format",
     "output_format",
@@ -110,11 +156,16 @@ def manifest_problems(obj: Any, *, check_litellm: bool = False) -> list[str]:
     "--namespace",
     default="default",
     show_default=True,
+    callback=lambda _ctx, _param, value: _namespace_name(value),
     help="Namespace for routes that name none.",
 )
 @click.option("--route", "route_name", help="Render only the LLMRoute with this name.")
 def render(
-    files: tuple[IO[str], ...], output_format: str, namespace: str, route_name: str | None
+    paths: tuple[str, ...],
+    recursive: bool,
+    output_format: str,
+    namespace: str,
+    route_name: str | None,
 ) -> None:
     """Print what an LLMRoute becomes, without a cluster.
 
@@ -145,7 +196,7 @@ def render(
     from ..render import render_route
     from ..render.compose import render_compose
 
-    documents = load_documents(files)
+    documents = load_documents(paths, recursive)
     several = from_several_files(documents)
     routes = [d for d in documents if d.kind == "LLMRoute"]
     if route_name is not None:

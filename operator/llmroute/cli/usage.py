@@ -146,12 +146,14 @@ def usage(
         raise click.ClickException(f"LLMRoute {route_name!r} not found in {where}")
     rows: list[UsageRow] = []
     unanswered: list[tuple[str, str, str, str]] = []
+    answered = 0
     for ns in namespaces:
         fetch = direct_fetch if direct else ApiServerFetch(cluster.api, ns)
         with api_errors(f"reading usage in namespace {ns}"):
             report = gather_usage(cluster.api, ns, route_name, fetch=fetch)
         rows += report.rows
         unanswered += report.unanswered
+        answered += report.answered
     for ns, route, pod, why in unanswered:
         click.echo(f"warning: {ns}/{route}: replica {pod} did not answer: {why}", err=True)
     if unanswered and not direct:
@@ -170,3 +172,6 @@ def usage(
     }
     table = usage_table(grouped, dimensions) if grouped else "No usage recorded."
     echo_output(data, output, table)
+    if unanswered and not answered:
+        # Nothing was read: "no usage" would be a claim the command cannot make.
+        raise click.ClickException(f"no proxy replica answered ({len(unanswered)} asked)")

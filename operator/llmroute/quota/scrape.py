@@ -202,8 +202,24 @@ def _scrape_one(replica: ProxyReplica, fetch: Fetch) -> ReplicaMetrics:
     try:
         families = tuple(parse_metrics(fetch(replica)))
     except Exception as error:  # any failure is "no answer this time"
-        return ReplicaMetrics(replica, None, f"{type(error).__name__}: {error}"[:200])
+        return ReplicaMetrics(replica, None, describe_failure(error))
     return ReplicaMetrics(replica, families)
+
+
+def describe_failure(error: Exception) -> str:
+    """One line for a failed read: the API server's own message, never its headers and body
+    dump (what str() of the client's exception holds)."""
+    if isinstance(error, ApiException):
+        text = f"HTTP {error.status} {error.reason}"
+        try:
+            message = json.loads(error.body or "").get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            text += f": {message}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return " ".join(text.split())[:200]
 
 
 def scrape_replicas(

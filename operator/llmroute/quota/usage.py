@@ -64,6 +64,7 @@ class UsageReport:
     rows: list[UsageRow]
     # replicas that did not answer: (namespace, route, pod, why)
     unanswered: list[tuple[str, str, str, str]] = field(default_factory=list)
+    answered: int = 0  # replicas whose counters were read
 
 
 def _targets(route: Mapping[str, Any]) -> dict[str, str]:
@@ -184,6 +185,7 @@ def gather_usage(
         routes = custom.list_cluster_custom_object(GROUP, VERSION, ROUTE_PLURAL)["items"]
     rows: list[UsageRow] = []
     unanswered: list[tuple[str, str, str, str]] = []
+    answered = 0
     for route in sorted(
         routes, key=lambda r: (r["metadata"].get("namespace", ""), r["metadata"]["name"])
     ):
@@ -195,4 +197,5 @@ def gather_usage(
             for m in metrics
             if m.families is None
         ]
-    return UsageReport(rows=rows, unanswered=unanswered)
+        answered += sum(1 for m in metrics if m.families is not None)
+    return UsageReport(rows=rows, unanswered=unanswered, answered=answered)
