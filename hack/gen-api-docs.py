@@ -31,7 +31,7 @@ HEADER = f"""\
 
 Both kinds are namespaced and belong to `{API_VERSION}`. The CRDs carry this validation
 themselves (OpenAPI schema and CEL rules), so `kubectl apply` rejects what this page calls
-invalid; `llmroute validate FILE` checks manifests the same way without a cluster.
+invalid; `llmroute validate -f FILE` checks manifests the same way without a cluster.
 Defaults are filled in by the API server when an object is stored.
 """
 
