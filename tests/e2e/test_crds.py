@@ -342,6 +342,22 @@ INVALID = {
         "spec.access.from[0]",
         "a peer needs podSelector, namespaceSelector or both",
     ),
+    "proxy-env-value-and-value-from": (
+        ROUTE,
+        {
+            "spec.proxy": {
+                "env": [
+                    {
+                        "name": "X",
+                        "value": "x",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                    }
+                ]
+            }
+        },
+        "spec.proxy.env[0]",
+        "set exactly one of value and valueFrom",
+    ),
     "no-models": (ROUTE, {"spec.models": []}, "spec.models", "should have at least 1 items"),
     "duplicate-model-name": (
         ROUTE,

@@ -20,6 +20,12 @@ import yaml
 from llmroute import versions
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import SpecError
+from llmroute.api.validation import (
+    LITELLM_OWNED_SETTINGS,
+    MERGED_LITELLM_SETTINGS,
+    RESERVED_PROXY_ENV,
+    RESERVED_PROXY_ENV_PREFIX,
+)
 from llmroute.payloads import gateway_auth as gateway_auth_module
 from llmroute.render import MASTER_KEY_PLACEHOLDER
 from llmroute.render.credentials import MASTER_KEY_ENV, secret_env_var
@@ -453,6 +459,20 @@ BROKEN = [
         "spec.models[0].targets[0].pricing.outputPerMillionUSD",
     ),
     (lambda s: s.update(router={"fallbackOn": ["errors"]}), "spec.router.fallbackOn"),
+    (
+        lambda s: s.update(proxy={"litellm": {"generalSettings": {"master_key": "sk-1"}}}),
+        "spec.proxy.litellm.generalSettings.master_key",
+    ),
+    (
+        lambda s: s.update(proxy={"env": [{"name": "HOME", "value": "/"}]}),
+        "spec.proxy.env[0].name",
+    ),
+    (
+        lambda s: s.update(
+            proxy={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}
+        ),
+        "spec.proxy.env[1].name",
+    ),
     (lambda s: s.update(router={"fallbackOn": ["sometimes"]}), "spec.router.fallbackOn"),
     (
         lambda s: s.update(
@@ -504,3 +524,48 @@ def test_context_window_only_fallbacks() -> None:
     settings = render_manifest(route).config["router_settings"]
     assert "fallbacks" not in settings
     assert "context_window_fallbacks" not in settings
+
+
+SETTINGS_SECTIONS = {
+    "litellmSettings": "litellm_settings",
+    "routerSettings": "router_settings",
+    "generalSettings": "general_settings",
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_spec_proxy_litellm_cannot_override_what_the_renderer_writes(case: str) -> None:
+    route, _, _ = load_case(case)
+    rendered = render_case(case)
+    extra = route["spec"].get("proxy", {}).get("litellm", {})
+    for section, config_key in SETTINGS_SECTIONS.items():
+        written = set(rendered.config[config_key]) - set(extra.get(section, {}))
+        unguarded = written - LITELLM_OWNED_SETTINGS[section] - set(MERGED_LITELLM_SETTINGS)
+        assert not unguarded, f"{config_key}: add {sorted(unguarded)} to LITELLM_OWNED_SETTINGS"
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    own = {v["name"] for v in route["spec"].get("proxy", {}).get("env", [])}
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        for variable in container.get("env", []):
+            name = variable["name"]
+            assert (
+                name in own
+                or name in RESERVED_PROXY_ENV
+                or name.startswith(RESERVED_PROXY_ENV_PREFIX)
+            ), f"{name}: add it to RESERVED_PROXY_ENV"
+
+
+def test_spec_proxy_litellm_adds_callbacks_to_llmroutes_own() -> None:
+    config = render_case("litellm-settings").config
+    assert config["litellm_settings"]["callbacks"] == ["prometheus", "otel"]
+    assert config["router_settings"]["retry_policy"] == {
+        "RateLimitErrorRetries": 0,
+        "TimeoutErrorRetries": 1,
+    }
+    assert config["general_settings"]["custom_auth"] == "llmroute_auth.user_api_key_auth"
+
+
+def test_a_secret_of_spec_proxy_env_is_referenced_like_the_others() -> None:
+    rendered = render_case("litellm-settings")
+    assert [ref.field for ref in rendered.secret_refs if ref.name == "otel-auth"] == [
+        "spec.proxy.env[2].valueFrom.secretKeyRef"
+    ]

@@ -185,6 +185,46 @@ INVALID = {
         "spec.models[1].name",
         "should match",
     ),
+    "litellm-setting-owned-by-llmroute": (
+        ROUTE,
+        {"spec.proxy": {"litellm": {"routerSettings": {"num_retries": 9}}}},
+        "spec.proxy.litellm.routerSettings.num_retries",
+        "is set by llmroute",
+    ),
+    "litellm-setting-that-opens-the-gateway": (
+        ROUTE,
+        {"spec.proxy": {"litellm": {"generalSettings": {"public_routes": ["/v1/models"]}}}},
+        "spec.proxy.litellm.generalSettings.public_routes",
+        "cannot be overridden",
+    ),
+    "litellm-callbacks-not-a-list": (
+        ROUTE,
+        {"spec.proxy": {"litellm": {"litellmSettings": {"callbacks": "otel"}}}},
+        "spec.proxy.litellm.litellmSettings.callbacks",
+        "must be a list of callback names",
+    ),
+    "proxy-env-reserved-name": (
+        ROUTE,
+        {"spec.proxy": {"env": [{"name": "LLMROUTE_MASTER_KEY", "value": "x"}]}},
+        "spec.proxy.env[0].name",
+        "is set by llmroute",
+    ),
+    "proxy-env-value-and-value-from": (
+        ROUTE,
+        {
+            "spec.proxy": {
+                "env": [
+                    {
+                        "name": "OTEL_HEADERS",
+                        "value": "x",
+                        "valueFrom": {"secretKeyRef": {"name": "otel", "key": "headers"}},
+                    }
+                ]
+            }
+        },
+        "spec.proxy.env[0]",
+        "set exactly one of value and valueFrom",
+    ),
     "quota-route-ref-ending-in-newline": (
         QUOTA,
         {"spec.routeRef.name": "gateway\n"},

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from llmroute.api import validation
@@ -188,6 +188,25 @@ class Autoscaling:
 
 
 @dataclass(frozen=True)
+class ProxyEnvVar:
+    """A variable of spec.proxy.env: a value, or a key of a Secret."""
+
+    name: str
+    value: str | None
+    secret_ref: SecretKeyRef | None
+    path: str
+
+
+@dataclass(frozen=True)
+class LiteLLMSettings:
+    """spec.proxy.litellm: settings merged into the rendered config (owned keys refused)."""
+
+    litellm_settings: dict[str, Any] = field(default_factory=dict)
+    router_settings: dict[str, Any] = field(default_factory=dict)
+    general_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Proxy:
     replicas: int
     autoscaling: Autoscaling
@@ -195,6 +214,8 @@ class Proxy:
     image: str | None
     workers: int
     log_level: str
+    litellm: LiteLLMSettings = field(default_factory=LiteLLMSettings)
+    env: tuple[ProxyEnvVar, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,6 +274,12 @@ class Route:
         if redis is not None and redis.password_ref is not None:
             ref = redis.password_ref
             refs.append(SecretReference(ref.name, ref.key, "spec.router.redis.passwordSecretRef"))
+        for variable in self.proxy.env:
+            if variable.secret_ref is not None:
+                ref = variable.secret_ref
+                refs.append(
+                    SecretReference(ref.name, ref.key, f"{variable.path}.valueFrom.secretKeyRef")
+                )
         for caller in self.callers:
             refs.append(
                 SecretReference(
@@ -556,7 +583,47 @@ def _proxy(raw: object) -> Proxy:
         image=_str(spec.get("image"), "spec.proxy.image"),
         workers=number(spec, "workers", "spec.proxy", PROXY_WORKERS, 0),
         log_level=log_level,
+        litellm=_litellm_settings(spec.get("litellm")),
+        env=_proxy_env(spec.get("env")),
     )
+
+
+def _litellm_settings(raw: object) -> LiteLLMSettings:
+    path = "spec.proxy.litellm"
+    spec = _mapping(raw, path)
+    sections = {
+        section: dict(_mapping(spec.get(section), f"{path}.{section}"))
+        for section in validation.LITELLM_OWNED_SETTINGS
+    }
+    _refuse(validation.litellm_settings_errors(sections))
+    return LiteLLMSettings(
+        litellm_settings=sections["litellmSettings"],
+        router_settings=sections["routerSettings"],
+        general_settings=sections["generalSettings"],
+    )
+
+
+def _proxy_env(raw: object) -> tuple[ProxyEnvVar, ...]:
+    variables: list[ProxyEnvVar] = []
+    for i, item in enumerate(_list(raw, "spec.proxy.env")):
+        path = f"spec.proxy.env[{i}]"
+        spec = _mapping(item, path)
+        _refuse(validation.proxy_env_errors(path, spec))
+        name = _str(spec.get("name"), f"{path}.name", required=True) or ""
+        if any(v.name == name for v in variables):
+            raise SpecError(f"{path}.name", f"{name} is set twice")
+        value_from = _mapping(spec.get("valueFrom"), f"{path}.valueFrom")
+        variables.append(
+            ProxyEnvVar(
+                name=name,
+                value=_str(spec.get("value"), f"{path}.value"),
+                secret_ref=_secret_key_ref(
+                    value_from.get("secretKeyRef"), f"{path}.valueFrom.secretKeyRef"
+                ),
+                path=path,
+            )
+        )
+    return tuple(variables)
 
 
 def _ollama_default(field: str) -> Any:

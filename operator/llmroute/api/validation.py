@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from llmroute.api import API_VERSION
 from llmroute.api.crds import kinds, schema_for
@@ -44,6 +44,7 @@ MIRRORED_RULES: dict[str, dict[str, int]] = {
         "spec.models[].targets[]": 4,
         "spec.access.from[]": 1,
         "spec.proxy.autoscaling": 1,
+        "spec.proxy.env[]": 1,
         "spec.ollama": 1,
     },
     "ModelQuota": {"spec.match": 1},
@@ -53,6 +54,66 @@ MIRRORED_RULES: dict[str, dict[str, int]] = {
 KEYED_PROVIDERS = ("anthropic", "openai", "gemini", "mistral", "groq", "azure")
 # Providers without a well-known endpoint.
 ENDPOINT_PROVIDERS = ("azure", "openai-compatible")
+
+# spec.proxy.litellm: the keys of each section of LiteLLM's config that llmroute renders from
+# the spec (changing them there would break fallbacks, quotas, metrics or caching behind the
+# spec's back), and general settings that change who may call the gateway (the auth hook and
+# its policy must stay the only door). tests/unit/test_render.py checks that every key the
+# renderer writes is listed. litellm_settings.callbacks is merged, not refused.
+LITELLM_OWNED_SETTINGS: Final[Mapping[str, frozenset[str]]] = {
+    "litellmSettings": frozenset(
+        {
+            "cache",
+            "cache_params",
+            "custom_prometheus_tags",
+            "drop_params",
+            "prometheus_exclude_labels",
+            "request_timeout",
+            "require_auth_for_metrics_endpoint",
+        }
+    ),
+    "routerSettings": frozenset(
+        {
+            "allowed_fails",
+            "cache_kwargs",
+            "context_window_fallbacks",
+            "cooldown_time",
+            "fallbacks",
+            "max_fallbacks",
+            "model_group_alias",
+            "model_list",
+            "num_retries",
+            "optional_pre_call_checks",
+            "redis_host",
+            "redis_password",
+            "redis_port",
+            "routing_groups",
+            "routing_strategy",
+            "timeout",
+        }
+    ),
+    "generalSettings": frozenset(
+        {
+            "admin_only_routes",
+            "allowed_routes",
+            "custom_auth",
+            "custom_sso",
+            "database_url",
+            "enable_jwt_auth",
+            "litellm_jwtauth",
+            "master_key",
+            "pass_through_endpoints",
+            "public_routes",
+            "store_model_in_db",
+        }
+    ),
+}
+MERGED_LITELLM_SETTINGS: Final = ("callbacks",)
+# The proxy container's variables that llmroute sets; spec.proxy.env may not replace them.
+RESERVED_PROXY_ENV: Final = frozenset(
+    {"DISABLE_ADMIN_UI", "HOME", "LITELLM_LOCAL_MODEL_COST_MAP", "LITELLM_LOG"}
+)
+RESERVED_PROXY_ENV_PREFIX: Final = "LLMROUTE_"
 
 ROUTE_NAME_MAX = 45
 _ROUTE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -319,8 +380,12 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
                 f"spec.access.from[{index}]",
                 "a peer needs podSelector, namespaceSelector or both",
             )
-    autoscaling = _mapping(_mapping(spec.get("proxy")).get("autoscaling"))
+    proxy = _mapping(spec.get("proxy"))
+    autoscaling = _mapping(proxy.get("autoscaling"))
     yield from replica_bound_errors(autoscaling.get("minReplicas"), autoscaling.get("maxReplicas"))
+    yield from litellm_settings_errors(_mapping(proxy.get("litellm")))
+    for index, variable in _dicts(proxy.get("env")):
+        yield from proxy_env_errors(f"spec.proxy.env[{index}]", variable)
     ollama = spec.get("ollama")
     if isinstance(ollama, dict):
         yield from external_ollama_errors(ollama)
@@ -386,6 +451,42 @@ def replica_bound_errors(low: Any, high: Any) -> Iterator[ValidationError]:
             "spec.proxy.autoscaling.minReplicas",
             f"must not exceed maxReplicas ({low} > {high})",
         )
+
+
+def litellm_settings_errors(overrides: Mapping[str, Any]) -> Iterator[ValidationError]:
+    for section, owned in LITELLM_OWNED_SETTINGS.items():
+        settings = overrides.get(section)
+        if not isinstance(settings, Mapping):
+            continue
+        for key in sorted(k for k in settings if k in owned):
+            yield ValidationError(
+                f"spec.proxy.litellm.{section}.{key}",
+                "is set by llmroute (from the route's spec, or to keep the gateway's key check "
+                "the only way in) and cannot be overridden",
+            )
+    litellm_settings = overrides.get("litellmSettings")
+    callbacks = litellm_settings.get("callbacks") if isinstance(litellm_settings, Mapping) else None
+    if callbacks is not None and not (
+        isinstance(callbacks, list) and all(isinstance(c, str) for c in callbacks)
+    ):
+        yield ValidationError(
+            "spec.proxy.litellm.litellmSettings.callbacks",
+            "must be a list of callback names (added to llmroute's own)",
+        )
+
+
+def proxy_env_errors(path: str, variable: Mapping[str, Any]) -> Iterator[ValidationError]:
+    name = variable.get("name")
+    if isinstance(name, str) and (
+        name in RESERVED_PROXY_ENV or name.startswith(RESERVED_PROXY_ENV_PREFIX)
+    ):
+        yield ValidationError(
+            f"{path}.name",
+            f"{name} is set by llmroute ({RESERVED_PROXY_ENV_PREFIX}* and "
+            f"{', '.join(sorted(RESERVED_PROXY_ENV))})",
+        )
+    if ("value" in variable) == ("valueFrom" in variable):
+        yield ValidationError(path, "set exactly one of value and valueFrom")
 
 
 def external_ollama_errors(ollama: Mapping[str, Any]) -> Iterator[ValidationError]:

@@ -151,15 +151,24 @@ def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> 
                 }
             )
 
+    extra = route.proxy.litellm
+    litellm_settings = _litellm_settings(route, envs)
+    # Keys llmroute owns were refused when the spec was parsed, so these add only new ones.
+    callbacks = [*litellm_settings["callbacks"]]
+    callbacks += [c for c in extra.litellm_settings.get("callbacks", ()) if c not in callbacks]
     return {
         "model_list": model_list,
-        "router_settings": _router_settings(route, plan, envs, model_list),
-        "litellm_settings": _litellm_settings(route, envs),
+        "router_settings": {
+            **_router_settings(route, plan, envs, model_list),
+            **extra.router_settings,
+        },
+        "litellm_settings": {**litellm_settings, **extra.litellm_settings, "callbacks": callbacks},
         "general_settings": {
             "master_key": env_ref(MASTER_KEY_ENV),
             # Without a database LiteLLM answers a wrong key with 400 "No connected db.";
             # the hook answers 401, knows the route's callers, and reads rotated keys.
             "custom_auth": AUTH_FUNCTION,
+            **extra.general_settings,
         },
     }
 

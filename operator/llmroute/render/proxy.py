@@ -164,6 +164,19 @@ def _env(route: Route, master: SecretKeyRef, secret_envs: list[SecretEnv]) -> li
         # The root filesystem is read-only; whatever wants a home directory gets /tmp.
         {"name": "HOME", "value": "/tmp"},
     ]
+    for variable in route.proxy.env:
+        if variable.secret_ref is None:
+            env.append({"name": variable.name, "value": variable.value or ""})
+        else:
+            ref = variable.secret_ref
+            env.append(
+                {
+                    "name": variable.name,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": ref.name, "key": ref.key, "optional": False}
+                    },
+                }
+            )
     return env
 
 
