@@ -2,7 +2,10 @@
 # Build the operator image from the Dockerfile, also on a machine that reaches no container
 # registry:
 #
-#   bash hack/build-image.sh [TAG]        # default llmroute:dev
+#   bash hack/build-image.sh [--save FILE] [TAG]      # default llmroute:dev
+#
+# --save FILE: also write the image to FILE with `docker save` (what hack/release.sh
+# packages), while the engine still runs.
 #
 # 1. Docker: when no engine answers, start dockerd (installing Debian's docker.io first if it
 #    is missing) and stop it again at the end.
@@ -22,10 +25,15 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
   exit 0
 fi
+SAVE=
+if [[ ${1:-} == --save ]]; then
+  [[ -n ${2:-} ]] || { echo "--save needs a file name" >&2; exit 2; }
+  SAVE=$(realpath -m "$2")
+  shift 2
+fi
+TAG=${1:-llmroute:dev}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
-
-TAG=${1:-llmroute:dev}
 CACHE=${LLMROUTE_CACHE_DIR:-$HOME/.cache/llmroute}
 PULL_TIMEOUT=${LLMROUTE_PULL_TIMEOUT:-30}
 if [[ -z ${PYTHON:-} ]]; then
@@ -344,3 +352,8 @@ BUILT=$SECONDS
 
 SIZE=$(docker image inspect --format '{{.Size}}' "$TAG")
 say "built $TAG: $((SIZE / 1000000)) MB; docker build $(elapsed $((BUILT - PREPARED))), in all $(elapsed $((BUILT - START)))"
+if [[ -n $SAVE ]]; then
+  mkdir -p "$(dirname "$SAVE")"
+  docker save --output "$SAVE" "$TAG" || die "docker save $TAG failed"
+  say "saved $TAG to $SAVE"
+fi

@@ -51,15 +51,15 @@ def random_pod_cidr() -> str:
 FAKE_NODE = "kwok-node-0"
 
 
-def prebound_volume(name: str, namespace: str, claim: str) -> dict[str, Any]:
+def prebound_volume(name: str, namespace: str, claim: str, size: str = "5Gi") -> dict[str, Any]:
     """A PersistentVolume bound in advance to ``claim`` (storageClassName ""): no provisioner
     runs in the local cluster, and the scheduler places no pod whose claim is unbound. Its
     hostPath is never read: the process runner keeps a claim's files in a directory of its
-    own."""
+    own. ``size`` must be at least what the claim requests."""
     return {
         "metadata": {"name": name},
         "spec": {
-            "capacity": {"storage": "5Gi"},
+            "capacity": {"storage": size},
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": "",
             "persistentVolumeReclaimPolicy": "Retain",

@@ -148,6 +148,29 @@ def test_unknown_nested_key_is_rejected(helm) -> None:
     assert "tga" in result.stderr
 
 
+def release_notes(helm, *args: str) -> str:
+    """The notes `helm install` prints (a client-side dry run renders them too)."""
+    out = helm("install", "rel", str(CHART), "-n", "ops", "--dry-run=client", *args).stdout
+    return out[out.index("NOTES:") :]
+
+
+def test_notes_warn_while_the_image_is_the_unpublished_default(helm) -> None:
+    default = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"]
+    notes = release_notes(helm)
+    assert notes.startswith("NOTES:\nWARNING: the operator image is the chart's default")
+    assert f"{default}:{llmroute.__version__}" in notes
+    assert f"bash hack/release.sh {llmroute.__version__}" in notes
+    assert "--set image.repository=<registry>/llmroute" in notes
+    # Also pinned by digest, the default repository has nothing to pull.
+    assert "WARNING" in release_notes(helm, "--set", "image.digest=sha256:" + "0" * 64)
+
+
+def test_notes_do_not_warn_about_an_image_of_ones_own(helm) -> None:
+    notes = release_notes(helm, "--set", "image.repository=registry.example/team/llmroute")
+    assert "WARNING" not in notes
+    assert notes.startswith(f"NOTES:\nllmroute {llmroute.__version__} is installed")
+
+
 def test_app_version_is_the_package_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"

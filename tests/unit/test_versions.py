@@ -46,9 +46,10 @@ def test_tool_versions_are_pinned_exactly() -> None:
         "OLLAMA_VERSION",
         "KUBE_ROUTER_VERSION",
     }
-    assert set(pinned) == go_tools | {"MINIAUDIO_SDIST_VERSION"}
+    pypi_tools = {"MINIAUDIO_SDIST_VERSION", "CYCLONEDX_BOM_VERSION"}
+    assert set(pinned) == go_tools | pypi_tools
     assert all(re.fullmatch(r"v\d+\.\d+\.\d+", pinned[k]) for k in go_tools)
-    assert re.fullmatch(r"\d+\.\d+(\.\d+)?", pinned["MINIAUDIO_SDIST_VERSION"])
+    assert all(re.fullmatch(r"\d+\.\d+(\.\d+)?", pinned[k]) for k in pypi_tools)
 
 
 def test_the_ollama_the_tests_run_is_the_image_the_operator_deploys() -> None:

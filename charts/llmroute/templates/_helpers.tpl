@@ -67,6 +67,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+The repository of the chart's default image.repository, to which the project publishes no image
+yet: NOTES.txt warns while the release uses it (tests/unit/test_chart.py keeps it equal to
+values.yaml).
+*/}}
+{{- define "llmroute.unpublishedRepository" -}}
+ghcr.io/llmroute/llmroute
+{{- end }}
+
 {{- define "llmroute.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
