@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def cpu_policy(api: client.ApiClient, namespace: str) -> Iterator[str]:
     probe = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "policy-probe", "namespace": namespace},
+        "metadata": {"name": "policy-probe"},
         "spec": {
             "selector": {"matchLabels": {"app": "probe"}},
             "template": {
@@ -149,7 +150,7 @@ def cpu_policy(api: client.ApiClient, namespace: str) -> Iterator[str]:
 
     def enforced() -> bool:
         try:
-            kube.apply(api, probe, dry_run=True)
+            client.AppsV1Api(api).create_namespaced_deployment(namespace, probe, dry_run="All")
         except ApiException as error:
             return error.status == 422
         return False
@@ -202,6 +203,7 @@ def test_a_spec_the_api_server_refuses_changes_nothing(
     operator,
     process_runner: ProcessRunner,
     cpu_policy: str,
+    record_property,
 ) -> None:
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
     with FakeOpenAI(name="fake-openai") as fake:
@@ -243,9 +245,12 @@ def test_a_spec_the_api_server_refuses_changes_nothing(
         serves()
         last_good = children()
         cheap = {**smart(fake.api_base), "name": "cheap"}
-        for change, reason, words in REFUSED.values():
+        for case, (change, reason, words) in REFUSED.items():
+            started = time.monotonic()
             patch_spec(custom, namespace, {"models": [smart(fake.api_base), cheap], **change})
             route = wait_condition(custom, namespace, "ConfigValid", "False", reason)
+            # The figure for docs/reliability.md (junitxml), not a limit.
+            record_property(f"{case}_seconds_to_condition", round(time.monotonic() - started, 1))
             refused = condition(route, "ConfigValid")
             assert words in refused["message"], refused
             if reason == "RejectedByAPIServer":
@@ -356,6 +361,7 @@ def test_a_refused_prune_is_reported_as_apply_failed(
     namespace: str,
     tmp_path: Path,
     operator_process: type,
+    record_property,
 ) -> None:
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
     rbac = client.RbacAuthorizationV1Api(api)
@@ -393,11 +399,13 @@ def test_a_refused_prune_is_reported_as_apply_failed(
             timeout=120,
             what="the Ollama StatefulSet",
         )
+        started = time.monotonic()
         patch_spec(custom, namespace, {"ollama": None})
         try:
             route = wait_condition(custom, namespace, "Applied", "False", "ApplyFailed")
         except TimeoutError as error:
             pytest.fail(f"{error}; the operator's log:\n{proc.log()}")
+        record_property("seconds_to_apply_failed", round(time.monotonic() - started, 1))
         failed = condition(route, "Applied")
         assert failed["message"].startswith("delete StatefulSet gw-ollama: "), failed
         assert "forbidden" in failed["message"], failed
@@ -418,11 +426,13 @@ def test_a_refused_prune_is_reported_as_apply_failed(
             assert secret not in yaml.safe_dump(route["status"])
 
         # Granted the delete, the slow retry prunes the StatefulSet and clears the condition.
+        started = time.monotonic()
         rbac.replace_namespaced_role(role["metadata"]["name"], namespace, role)
         try:
             route = wait_condition(custom, namespace, "Applied", "True", timeout=240)
         except TimeoutError as error:
             pytest.fail(f"{error}; the operator's log:\n{proc.log()}")
+        record_property("seconds_from_grant_to_pruned", round(time.monotonic() - started, 1))
         assert not apps.list_namespaced_stateful_set(namespace).items
         assert condition(route, "Ready")["reason"] != "ApplyFailed"
         assert "ollama" not in route["status"]
