@@ -52,14 +52,22 @@ def _call(
     return json.loads(response.data) if response.data else None
 
 
-def apply(api: client.ApiClient, obj: dict) -> dict:
-    """Server-side apply `obj` (which must carry metadata.namespace) as FIELD_MANAGER."""
+def apply(api: client.ApiClient, obj: dict, *, dry_run: bool = False) -> dict:
+    """Server-side apply `obj` (which must carry metadata.namespace) as FIELD_MANAGER.
+
+    dry_run: the same request with dryRun=All; the API server validates and admits it (the
+    built-in checks, admission policies and webhooks) and returns the result, but stores
+    nothing.
+    """
     meta = obj["metadata"]
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    if dry_run:
+        query.append(("dryRun", "All"))
     return _call(
         api,
         "PATCH",
         object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
-        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        query_params=query,
         header_params={
             "Content-Type": "application/apply-patch+yaml",
             "Accept": "application/json",
@@ -67,6 +75,18 @@ def apply(api: client.ApiClient, obj: dict) -> dict:
         # JSON is YAML; a str body is sent as is by the client.
         body=json.dumps(obj),
     )
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own message for a refused request (its Status object), else the HTTP
+    reason. It names the object and the fields at fault, never the object's data."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        status = None
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return f"{error.status} {error.reason}".strip()
 
 
 def get(

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from llmroute.api import API_VERSION
 from llmroute.api.crds import kinds, schema_for
+from llmroute.api.pod_fields import route_pod_field_errors
 from llmroute.api.schema import default_value
 
 
@@ -389,6 +390,9 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
     ollama = spec.get("ollama")
     if isinstance(ollama, dict):
         yield from external_ollama_errors(ollama)
+    # What the API server refuses in the rendered Deployment, StatefulSet or NetworkPolicy.
+    for path, message in route_pod_field_errors(spec):
+        yield ValidationError(path, message)
 
 
 # The cross-field rules that llmroute.api.route applies while it parses a route, written once

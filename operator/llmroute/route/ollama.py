@@ -21,12 +21,12 @@ from typing import Any, Final
 from kubernetes import client
 
 from llmroute import kube
+from llmroute.api.pod_fields import parse_quantity
 from llmroute.api.route import Route
 from llmroute.conditions import set_condition
 from llmroute.render.labels import ollama_selector
 from llmroute.render.names import OLLAMA_PORT, ollama_name
 from llmroute.render.ollama import CONTAINER
-from llmroute.render.sizing import parse_quantity
 
 CONDITION: Final = "OllamaReady"
 TAGS_PATH: Final = "/api/tags"

@@ -27,11 +27,25 @@ from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
-from llmroute.route.status import proxy_condition, status_changed, with_ready
+from llmroute.route.status import (
+    APPLY_FAILED,
+    Refusal,
+    applied_condition,
+    proxy_condition,
+    refusal_condition,
+    status_changed,
+    status_patch,
+    with_ready,
+)
 
 # Seconds before kopf retries a route whose referenced Secret is missing; a Secret event
 # reconciles it at once, so this is only the safety net.
 SECRET_RETRY_DELAY = 30
+# Seconds before kopf retries a route whose objects the API server refused for a reason other
+# than the spec (RBAC, a quota, a server error): slow enough not to hammer the API server
+# with a request that will fail the same way, soon enough to heal once the cause is gone. A
+# refusal of the spec itself is not retried: it waits for the spec to change.
+APPLY_RETRY_DELAY = 60
 
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
@@ -127,21 +141,40 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     )
 
     owner = kube.owner_reference(route)
-    if rendered.generated_secret is not None:
-        _create_master_key_secret(api, rendered.generated_secret, owner, logger)
-    deployment = statefulset = storage_message = None
-    for obj in rendered.objects:
-        if obj["kind"] == "StatefulSet":
-            existing = kube.get(
-                api, "apps/v1", "StatefulSet", parsed.namespace, obj["metadata"]["name"]
+    objects, storage_message, refusals = _prepare_objects(api, parsed.namespace, rendered, owner)
+    # Every object is dry-run before any is applied: the objects are applied one by one, and
+    # the proxies read the ConfigMap's auth policy live, so a refusal half-way would leave a
+    # route half-changed. On a refusal the last good objects stay as they are.
+    refusals = refusals or _dry_run(api, objects)
+    if refusals:
+        condition, reason, message = refusal_condition(refusals)
+        if condition == "ConfigValid":
+            refuse(
+                condition,
+                reason,
+                message,
+                kopf.PermanentError(f"the API server refuses the rendered objects: {message}"),
             )
-            obj, storage_message = ollama_status.keep_claim_templates(obj, existing)
-        applied = kube.apply(api, _owned(obj, owner))
-        if obj["kind"] == "Deployment":
-            deployment = applied
-        elif obj["kind"] == "StatefulSet":
-            statefulset = applied
-    _prune_optional_children(api, route, rendered, optional_children)
+        refuse(condition, reason, message, kopf.TemporaryError(message, delay=APPLY_RETRY_DELAY))
+
+    deployment = statefulset = None
+    try:
+        if rendered.generated_secret is not None:
+            _create_master_key_secret(api, rendered.generated_secret, owner, logger)
+        for obj in objects:
+            applied = _apply(api, obj)
+            if obj["kind"] == "Deployment":
+                deployment = applied
+            elif obj["kind"] == "StatefulSet":
+                statefulset = applied
+    except _Refused as refused:
+        # Passed the dry-run, refused now (a race, a quota, a permission taken away): what is
+        # applied stays, the status says which object failed, kopf retries after a while.
+        message = str(refused.refusal)
+        retry = kopf.TemporaryError(message, delay=APPLY_RETRY_DELAY)
+        refuse("Applied", APPLY_FAILED, message, retry)
+    refusals = _prune_optional_children(api, route, rendered, optional_children)
+    conditions = applied_condition(conditions, refusals, generation)
     conditions = proxy_condition(conditions, deployment, generation)
     ollama = ollama_status.observe_ollama(api, parsed, statefulset, storage_message=storage_message)
     conditions = ollama_status.with_ollama_condition(conditions, ollama, generation)
@@ -157,6 +190,56 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         configHash=rendered.config_hash,
         masterKeySecret=master_key_ref(parsed, None).name,
     )
+    if refusals:
+        message = "; ".join(map(str, refusals))
+        raise kopf.TemporaryError(message, delay=APPLY_RETRY_DELAY)
+
+
+class _Refused(Exception):
+    """An API request about one of the route's objects failed; carries what the status says."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
+def _refusal(verb: str, obj_kind: str, name: str, error: ApiException) -> Refusal:
+    return Refusal(verb, obj_kind, name, error.status or 0, kube.api_message(error))
+
+
+def _prepare_objects(
+    api: client.ApiClient, namespace: str, rendered: RenderedRoute, owner: dict
+) -> tuple[list[dict], str | None, list[Refusal]]:
+    """The rendered objects as they are applied: owned, the Ollama's volume claims kept."""
+    objects, storage_message = [], None
+    for obj in rendered.objects:
+        if obj["kind"] == "StatefulSet":
+            name = obj["metadata"]["name"]
+            try:
+                existing = kube.get(api, "apps/v1", "StatefulSet", namespace, name)
+            except ApiException as error:
+                return [], None, [_refusal("read", "StatefulSet", name, error)]
+            obj, storage_message = ollama_status.keep_claim_templates(obj, existing)
+        objects.append(_owned(obj, owner))
+    return objects, storage_message, []
+
+
+def _dry_run(api: client.ApiClient, objects: list[dict]) -> list[Refusal]:
+    """The API server's refusals of `objects`, each judged as its real apply would be."""
+    refusals = []
+    for obj in objects:
+        try:
+            kube.apply(api, obj, dry_run=True)
+        except ApiException as error:
+            refusals.append(_refusal("apply", obj["kind"], obj["metadata"]["name"], error))
+    return refusals
+
+
+def _apply(api: client.ApiClient, obj: dict) -> dict:
+    try:
+        return kube.apply(api, obj)
+    except ApiException as error:
+        raise _Refused(_refusal("apply", obj["kind"], obj["metadata"]["name"], error)) from error
 
 
 def reconcile_by_name(
@@ -201,7 +284,7 @@ def update_ollama_ready(namespace: str, route_name: str, statefulset: dict | Non
             return conditions, {}  # reported as ConfigValid=False by the reconcile
         ollama = ollama_status.observe_ollama(state.api_client(), parsed, statefulset)
         conditions = ollama_status.with_ollama_condition(conditions, ollama, generation)
-        return conditions, ({"ollama": ollama.status_field()} if ollama else {})
+        return conditions, {"ollama": ollama.status_field() if ollama else None}
 
     _refresh_status(namespace, route_name, refresh)
 
@@ -267,27 +350,38 @@ def _create_master_key_secret(
 ) -> None:
     secret = _owned(secret, owner)
     secret["stringData"] = {key: f"sk-{secrets.token_urlsafe(32)}" for key in secret["stringData"]}
-    if kube.create(api, secret) is not None:
+    try:
+        created = kube.create(api, secret)
+    except ApiException as error:
+        # The API's message names the Secret, never its data.
+        raise _Refused(_refusal("create", "Secret", secret["metadata"]["name"], error)) from error
+    if created is not None:
         logger.info("generated master key Secret %s", secret["metadata"]["name"])
 
 
 def _prune_optional_children(
     api: client.ApiClient, route: dict, rendered: RenderedRoute, existing: kopf.Index
-) -> None:
-    """Delete the children the spec stopped asking for (replicas, autoscaling, the Ollama).
+) -> list[Refusal]:
+    """Delete the children the spec stopped asking for (replicas, autoscaling, the Ollama);
+    the deletes the API refused.
 
     The managed Ollama's volume claims are kept (retention policy Retain): models are large
-    and slow to fetch again.
+    and slow to fetch again. A refused delete does not stop the others.
     """
     meta = route["metadata"]
     wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    refusals = []
     for child in prunable_children():
         name = child.name(meta["name"])
         owners = existing.get((meta["namespace"], child.kind, name), [])
         if (child.kind, name) not in wanted and any(meta["uid"] in uids for uids in owners):
-            kube.delete_owned(
-                api, child.api_version, child.kind, meta["namespace"], name, meta["uid"]
-            )
+            try:
+                kube.delete_owned(
+                    api, child.api_version, child.kind, meta["namespace"], name, meta["uid"]
+                )
+            except ApiException as error:
+                refusals.append(_refusal("delete", child.kind, name, error))
+    return refusals
 
 
 def _owned(obj: dict, owner: dict) -> dict:
@@ -301,13 +395,20 @@ def owner_namespace(obj: dict, owner: dict) -> str:
 
 
 def _write_status(api: client.ApiClient, route: dict, status: dict) -> None:
-    """Patch the route's status, only when something in it changed."""
-    if not status_changed(route.get("status") or {}, status):
+    """Patch the route's status, only when something in it changed; a field `status` no
+    longer has is removed."""
+    current = route.get("status") or {}
+    if not status_changed(current, status):
         return
     meta = route["metadata"]
     try:
         client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, meta["namespace"], ROUTE_PLURAL, meta["name"], {"status": status}
+            GROUP,
+            VERSION,
+            meta["namespace"],
+            ROUTE_PLURAL,
+            meta["name"],
+            {"status": status_patch(current, status)},
         )
     except ApiException as error:
         if error.status != 404:

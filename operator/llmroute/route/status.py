@@ -7,7 +7,8 @@ the others; they touch no cluster and are unit-tested on their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from llmroute.conditions import condition_status, ordered, set_condition
@@ -17,9 +18,72 @@ CONDITION_ORDER: Final = (
     "Ready",
     "ConfigValid",
     "SecretsResolved",
+    "Applied",
     "ProxyAvailable",
     "OllamaReady",
 )
+
+
+# HTTP codes of a refusal that only a change of the spec can cure: the API server found the
+# object invalid (422) or malformed (400). Anything else (403 Forbidden from RBAC, a quota, a
+# conflict, a server error) may heal without one.
+SPEC_REFUSAL_CODES: Final = frozenset({400, 422})
+
+# Ready's reason and message when an apply or prune failed: the object and the API's message
+# belong where `kubectl get` shows them, not behind a generic AppliedNotTrue.
+APPLY_FAILED: Final = "ApplyFailed"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The API server refused to apply (or delete) one of the route's objects.
+
+    message is the API server's own (its Status message), which names fields and object
+    names, never an object's data.
+    """
+
+    verb: str  # apply, dry-run or delete
+    kind: str
+    name: str
+    code: int  # the HTTP status
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.kind} {self.name}: {self.message}"
+
+    @property
+    def refuses_the_spec(self) -> bool:
+        return self.code in SPEC_REFUSAL_CODES
+
+
+def refusal_condition(refusals: Sequence[Refusal]) -> tuple[str, str, str]:
+    """(condition type, reason, message) for refusals of a route's objects.
+
+    A refusal of the spec (invalid object) is ConfigValid=False, RejectedByAPIServer: like any
+    spec error it lasts until the spec changes. Any other is Applied=False, ApplyFailed.
+    """
+    of_the_spec = [r for r in refusals if r.refuses_the_spec]
+    if of_the_spec:
+        return "ConfigValid", "RejectedByAPIServer", "; ".join(map(str, of_the_spec))
+    return "Applied", APPLY_FAILED, "; ".join(map(str, refusals))
+
+
+def applied_condition(
+    conditions: list[dict], refusals: Sequence[Refusal] | None, generation: int | None
+) -> list[dict]:
+    """Applied: True once every object is applied and every unwanted child pruned."""
+    if refusals:
+        return set_condition(
+            conditions, "Applied", False, APPLY_FAILED, "; ".join(map(str, refusals)), generation
+        )
+    return set_condition(
+        conditions,
+        "Applied",
+        True,
+        "Applied",
+        "every child object is applied and the unwanted ones deleted",
+        generation,
+    )
 
 
 def proxy_condition(
@@ -62,6 +126,19 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
     failing = [
         t for t in CONDITION_ORDER[1:] if condition_status(conditions, t) not in (None, "True")
     ]
+    if failing and failing[0] == "Applied":
+        applied = next(c for c in conditions if c.get("type") == "Applied")
+        return ordered(
+            set_condition(
+                conditions,
+                "Ready",
+                False,
+                applied.get("reason") or APPLY_FAILED,
+                applied.get("message") or "",
+                generation,
+            ),
+            CONDITION_ORDER,
+        )
     if failing:
         return ordered(
             set_condition(
@@ -88,9 +165,23 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
 
 
 def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """Whether writing `wanted` changes the stored status (kopf's own bookkeeping aside)."""
+    """Whether writing `wanted` changes the stored status (kopf's own bookkeeping aside).
+
+    A field that is None is absent (what a merge patch makes of it).
+    """
     return _comparable(current) != _comparable(wanted)
 
 
+def status_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns status `current` into `wanted`.
+
+    A merge patch leaves out a missing key as it is: a field `wanted` drops (status.ollama
+    once spec.ollama is gone) must be sent as null. kopf's bookkeeping is left to kopf.
+    """
+    patch = {k: v for k, v in wanted.items() if k != "kopf"}
+    patch.update({k: None for k in current if k not in wanted and k != "kopf"})
+    return patch
+
+
 def _comparable(status: Mapping[str, Any]) -> dict:
-    return {k: v for k, v in status.items() if k != "kopf"}
+    return {k: v for k, v in status.items() if k != "kopf" and v is not None}
