@@ -480,10 +480,11 @@ def test_dashboard_queries_litellm_metrics(render) -> None:
         "litellm_proxy_failed_requests_metric_total",
         "litellm_spend_metric_total",
         "litellm_deployment_failure_responses_total",
+        "litellm_deployment_successful_fallbacks_total",
     }
     assert used <= litellm_metric_names()
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for word in ("requests", "latency", "failed", "spend", "provider", "model"):
+    for word in ("requests", "latency", "failed", "spend", "provider", "model", "fallbacks"):
         assert word in titles
 
 
