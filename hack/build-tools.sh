@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router) and the Ollama server
-# from the Go module proxy.
+# from the Go module proxy, and installs Prometheus (with promtool) from Debian.
 #
 # Binaries are cached outside the checkout, keyed by version:
 #   ${LLMROUTE_TOOLS_DIR:-~/.cache/llmroute/bin}/<version>/<binary>
@@ -77,7 +77,23 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdmain"
 )
 
-func main() { etcdmain.Main(os.Args) }
+func # The local Prometheus (hack/localcluster/prometheus.py) runs Debian's binary; the package's
+# own service must not run (it would scrape and listen on its own): with systemd running it
+# is stopped and disabled right after the install.
+install_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    log "prometheus: installed"
+    return
+  fi
+  ensure_apt_packages prometheus
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
+main() { etcdmain.Main(os.Args) }
 GO
   log "etcd $v: building"
   (cd "$mod" && go build -ldflags "-s -w" -o "$dir/etcd.tmp" .)
@@ -149,6 +165,22 @@ build_ollama() {
     "github.com/ollama/ollama@$v"
 }
 
+# The local Prometheus (hack/localcluster/prometheus.py) runs Debian's binary; the package's
+# own service must not run (it would scrape and listen on its own): with systemd running it
+# is stopped and disabled right after the install.
+install_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    log "prometheus: installed"
+    return
+  fi
+  ensure_apt_packages prometheus
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
 main() {
   command -v go >/dev/null || { log "Go is required (https://go.dev/dl)"; exit 1; }
   mkdir -p "$tools_dir" "$work_dir"
@@ -169,6 +201,8 @@ main() {
   if [[ $(id -u) -eq 0 ]]; then
     ensure_apt_packages iproute2 nftables iptables ipset conntrack
   fi
+  # The dashboard and alert tests run a real Prometheus, and promtool tests the alert rules.
+  install_prometheus
   log "tools ready in $tools_dir"
 }
 

@@ -43,8 +43,12 @@ INSTALL_HINT: Final = "apt-get install prometheus (hack/build-tools.sh does it w
 
 def binary(name: str = "prometheus") -> Path | None:
     """Where `prometheus` or `promtool` is installed; None when it is not."""
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-    return Path(found) if found else None
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    # Debian installs to /usr/bin, which a minimal PATH may lack.
+    installed = Path("/usr/bin") / name
+    return installed if installed.exists() else None
 
 
 def _guard() -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""The chart's alert rules: valid, each one unit-tested with promtool, wrapped by the chart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localcluster import prometheus as local_prometheus
+
+RULES = local_prometheus.CHART_RULES
+RULE_TESTS = Path(__file__).parent / "data" / "prometheus" / "llmroute.rules.test.yaml"
+
+
+def promtool() -> Path:
+    found = local_prometheus.binary("promtool")
+    if found is None:
+        message = f"promtool is not installed: {local_prometheus.INSTALL_HINT}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def alert_names() -> set[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def test_rules_are_valid() -> None:
+    result = subprocess.run(
+        [promtool(), "check", "rules", RULES], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test_and_they_pass() -> None:
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert tested == alert_names()
+    result = subprocess.run(
+        [promtool(), "test", "rules", RULE_TESTS.name],
+        cwd=RULE_TESTS.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_severity_and_a_summary() -> None:
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+            assert rule["annotations"]["summary"], rule["alert"]
