@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router) and the Ollama server
-# from the Go module proxy, and installs Prometheus (with promtool) from Debian.
+# kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router), the Ollama server and
+# Prometheus (with promtool) from the Go module proxy.
 #
 # Binaries are cached outside the checkout, keyed by version:
 #   ${LLMROUTE_TOOLS_DIR:-~/.cache/llmroute/bin}/<version>/<binary>
@@ -77,23 +77,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdmain"
 )
 
-func # The local Prometheus (hack/localcluster/prometheus.py) runs Debian's binary; the package's
-# own service must not run (it would scrape and listen on its own): with systemd running it
-# is stopped and disabled right after the install.
-install_prometheus() {
-  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-    log "prometheus: installed"
-    return
-  fi
-  ensure_apt_packages prometheus
-  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
-}
-
-main() { etcdmain.Main(os.Args) }
+func main() { etcdmain.Main(os.Args) }
 GO
   log "etcd $v: building"
   (cd "$mod" && go build -ldflags "-s -w" -o "$dir/etcd.tmp" .)
@@ -165,20 +149,27 @@ build_ollama() {
     "github.com/ollama/ollama@$v"
 }
 
-# The local Prometheus (hack/localcluster/prometheus.py) runs Debian's binary; the package's
-# own service must not run (it would scrape and listen on its own): with systemd running it
-# is stopped and disabled right after the install.
-install_prometheus() {
-  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-    log "prometheus: installed"
-    return
-  fi
-  ensure_apt_packages prometheus
-  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
+# Prometheus and promtool for the dashboard and alert tests and the demo
+# (hack/localcluster/prometheus.py). Debian's package lacks Kubernetes service discovery, which
+# the local Prometheus finds the proxy pods with; the upstream build has it. Without the
+# `builtinassets` tag the web UI is left out; the HTTP API, all the tests use, is complete.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION dir="$tools_dir/prometheus-$PROMETHEUS_VERSION"
+  if have "prometheus-$v" prometheus promtool; then log "prometheus $v: cached"; return; fi
+  # Module v0.3YY.Z is Prometheus 3.YY.Z.
+  local minor=${v#v0.}; minor=${minor%%.*}
+  local release="${minor:0:1}.$((10#${minor:1})).${v##*.}"
+  local ldflags="-X github.com/prometheus/common/version.Version=$release"
+  mkdir -p "$dir"
+  local b
+  for b in prometheus promtool; do
+    if have "prometheus-$v" "$b"; then continue; fi
+    log "prometheus $v ($release): building $b (several minutes the first time)"
+    # Kubernetes discovery only: the other service discoveries (clouds, Consul, ...) would
+    # treble the build.
+    GOBIN="$dir" go install -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w $ldflags" \
+      "github.com/prometheus/prometheus/cmd/$b@$v"
+  done
 }
 
 main() {
@@ -202,7 +193,7 @@ main() {
     ensure_apt_packages iproute2 nftables iptables ipset conntrack
   fi
   # The dashboard and alert tests run a real Prometheus, and promtool tests the alert rules.
-  install_prometheus
+  build_prometheus
   log "tools ready in $tools_dir"
 }
 

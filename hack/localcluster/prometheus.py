@@ -1,10 +1,11 @@
 """A real Prometheus for the local cluster: it discovers llmroute's proxy pods through the
 local API server and scrapes them at their pod addresses, and scrapes the operator.
 
-The binary is Debian's `prometheus` package (hack/build-tools.sh installs it); its own
-service is never used. The scrape configuration gives the series the labels the chart's
-ServiceMonitor gives them in a cluster (job, namespace, service = the route's Service,
-pod, container, endpoint), so the chart's dashboard and alert rules read them unchanged.
+The binary is the upstream build pinned in hack/versions.env (hack/build-tools.sh builds it
+from the Go module proxy): Debian's package lacks Kubernetes service discovery. The scrape
+configuration gives the series the labels the chart's ServiceMonitor gives them in a cluster
+(job, namespace, service = the route's Service, pod, container, endpoint), so the chart's
+dashboard and alert rules read them unchanged.
 
 Only loopback and the pod network's 198.18.0.0/15 are ever scraped: a relabelling rule
 drops every other target address before the first scrape.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -28,8 +29,9 @@ from typing import Any, Final
 
 import yaml
 
+from . import tools
 from .controlplane import free_port
-from .tools import REPO_ROOT
+from .tools import BUILD_COMMAND, REPO_ROOT
 from .wait import wait_for
 
 PROXY_JOB: Final = "llmroute-proxy"
@@ -38,17 +40,13 @@ OPERATOR_JOB: Final = "llmroute-operator"
 CHART_RULES: Final = REPO_ROOT / "charts/llmroute/rules/llmroute.rules.yaml"
 # Targets outside these addresses are dropped (Prometheus anchors the expression).
 ALLOWED_TARGET_ADDRESS: Final = r"(127\.[0-9]+\.[0-9]+\.[0-9]+|198\.1[89]\.[0-9]+\.[0-9]+):[0-9]+"
-INSTALL_HINT: Final = "apt-get install prometheus (hack/build-tools.sh does it when run as root)"
+INSTALL_HINT: Final = f"build it with `{BUILD_COMMAND}`"
 
 
 def binary(name: str = "prometheus") -> Path | None:
-    """Where `prometheus` or `promtool` is installed; None when it is not."""
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    # Debian installs to /usr/bin, which a minimal PATH may lack.
-    installed = Path("/usr/bin") / name
-    return installed if installed.exists() else None
+    """The pinned `prometheus` or `promtool` (hack/build-tools.sh); None when not built."""
+    built = tools.binary(name)
+    return built if os.access(built, os.X_OK) else None
 
 
 def _guard() -> dict[str, Any]:

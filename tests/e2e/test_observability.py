@@ -28,6 +28,7 @@ import openai
 import pytest
 from kubernetes import client
 
+from built_tools import require_tools
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
 from localcluster import Behaviour, FakeAnthropic, FakeOpenAI, ProcessRunner, wait_for
 from localcluster import prometheus as local_prometheus
@@ -45,14 +46,6 @@ SCRAPE_INTERVAL = "5s"
 # What Grafana would put for $__rate_interval and $__range on a short dashboard range.
 RATE_INTERVAL = "1m"
 RANGE = "10m"
-
-
-def need_prometheus() -> None:
-    if local_prometheus.binary() is None:
-        message = f"prometheus is not installed: {local_prometheus.INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def target(provider: str, model: str, url: str, key: str) -> dict[str, Any]:
@@ -125,7 +118,7 @@ def _routes(ok: FakeOpenAI, broken: FakeOpenAI, broken_anthropic: FakeAnthropic)
 
 @pytest.fixture(scope="module")
 def observed(cluster, api, operator, tmp_path_factory) -> Iterator[Observed]:
-    need_prometheus()
+    require_tools("prometheus")
     workdir = tmp_path_factory.mktemp("observability")
     fakes = [
         FakeOpenAI(name="fake-ok"),

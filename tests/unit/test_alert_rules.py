@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
+from built_tools import require_tools
 from localcluster import prometheus as local_prometheus
+from localcluster import tools
 
 RULES = local_prometheus.CHART_RULES
 RULE_TESTS = Path(__file__).parent / "data" / "prometheus" / "llmroute.rules.test.yaml"
 
 
 def promtool() -> Path:
-    found = local_prometheus.binary("promtool")
-    if found is None:
-        message = f"promtool is not installed: {local_prometheus.INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    require_tools("promtool")
+    return tools.binary("promtool")
 
 
 def alert_names() -> set[str]:

@@ -45,6 +45,7 @@ def test_tool_versions_are_pinned_exactly() -> None:
         "KWOK_VERSION",
         "OLLAMA_VERSION",
         "KUBE_ROUTER_VERSION",
+        "PROMETHEUS_VERSION",
     }
     assert set(pinned) == go_tools | {"MINIAUDIO_SDIST_VERSION"}
     assert all(re.fullmatch(r"v\d+\.\d+\.\d+", pinned[k]) for k in go_tools)
