@@ -311,7 +311,8 @@ def panel_queries(observed: Observed) -> Iterator[tuple[str, str, dict[str, Any]
 
 # The label values each panel must show (at least these), given the traffic of _wave.
 EXPECTED: dict[str, dict[str, set[str]]] = {
-    "Requests by model": {"requested_model": {"smart", "primary", "doomed", "quick"}},
+    # A request that fell back from `primary` counts under the model that answered it.
+    "Requests by model": {"requested_model": {"smart", "doomed", "quick"}},
     "Requests by provider": {"api_provider": {"openai"}},
     "Latency by model (p50, p95)": {"model_group": {"smart", "quick"}},
     "Failed requests by model": {"requested_model": {"doomed"}},

@@ -85,7 +85,7 @@ def broken(route: dict[str, Any]) -> dict[str, Any]:
             ["[ROUTE]", "-A, --all-namespaces", "-o, --output [table|yaml|json]", "--kubeconfig"],
         ),
         (["usage"], ["--route", "--by", "--via [auto|apiserver|direct]", "_master"]),
-        (["run"], ["--peering", "--liveness"]),
+        (["run"], ["--peering", "--liveness", "--metrics"]),
     ],
 )
 def test_help_describes_each_command(command: list[str], expected: list[str]) -> None:
@@ -545,3 +545,9 @@ def test_usage_groups_by_the_chosen_dimensions() -> None:
     assert table[-1].split() == ["TOTAL", "7", "70", "35", "0.875000"]
     single = usage_table(group_usage(rows[:1], ["task"]), ["task"]).splitlines()
     assert len(single) == 2
+
+
+def test_run_refuses_a_metrics_address_without_a_port() -> None:
+    result = invoke("run", "--metrics", "0.0.0.0")
+    assert result.exit_code == 2
+    assert "--metrics" in result.output and "HOST:PORT" in result.output

@@ -60,6 +60,13 @@ def run(
     """Run the operator until SIGTERM or SIGINT."""
     import logging
 
+    from ..metrics import parse_listen_address
+
+    if metrics_address:
+        try:
+            parse_listen_address(metrics_address)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--metrics") from None
     if kubeconfig:
         # Before kopf and the kubernetes client are imported: they read it at import time.
         os.environ["KUBECONFIG"] = kubeconfig
@@ -72,12 +79,8 @@ def run(
     from .. import handlers  # noqa: F401  (registers the handlers)
 
     if metrics_address:
-        from ..metrics import parse_listen_address, serve
+        from ..metrics import serve
 
-        try:
-            parse_listen_address(metrics_address)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--metrics") from None
         serve(metrics_address)
 
     kopf.run(
