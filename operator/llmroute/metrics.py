@@ -72,7 +72,7 @@ def observed_reconcile(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             start = time.monotonic()
             try:
                 return handler(*args, **kwargs)
-            except BaseException:
+            except Exception:
                 RECONCILE_FAILURES.labels(kind).inc()
                 raise
             finally:

@@ -60,17 +60,18 @@ def run(
     """Run the operator until SIGTERM or SIGINT."""
     import logging
 
-    from ..metrics import parse_listen_address
+    if kubeconfig:
+        # Before kopf and the kubernetes client are imported: they read it at import time.
+        os.environ["KUBECONFIG"] = kubeconfig
+    import kopf
+
+    from ..metrics import parse_listen_address, serve
 
     if metrics_address:
         try:
             parse_listen_address(metrics_address)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--metrics") from None
-    if kubeconfig:
-        # Before kopf and the kubernetes client are imported: they read it at import time.
-        os.environ["KUBECONFIG"] = kubeconfig
-    import kopf
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -79,8 +80,6 @@ def run(
     from .. import handlers  # noqa: F401  (registers the handlers)
 
     if metrics_address:
-        from ..metrics import serve
-
         serve(metrics_address)
 
     kopf.run(
