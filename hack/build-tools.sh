@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router) and the Ollama server
-# from the Go module proxy.
+# kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router), the Ollama server and
+# Prometheus (with promtool) from the Go module proxy.
 #
 # Binaries are cached outside the checkout, keyed by version:
 #   ${LLMROUTE_TOOLS_DIR:-~/.cache/llmroute/bin}/<version>/<binary>
@@ -149,6 +149,29 @@ build_ollama() {
     "github.com/ollama/ollama@$v"
 }
 
+# Prometheus and promtool for the dashboard and alert tests and the demo
+# (hack/localcluster/prometheus.py). Debian's package lacks Kubernetes service discovery, which
+# the local Prometheus finds the proxy pods with; the upstream build has it. Without the
+# `builtinassets` tag the web UI is left out; the HTTP API, all the tests use, is complete.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION dir="$tools_dir/prometheus-$PROMETHEUS_VERSION"
+  if have "prometheus-$v" prometheus promtool; then log "prometheus $v: cached"; return; fi
+  # Module v0.3YY.Z is Prometheus 3.YY.Z.
+  local minor=${v#v0.}; minor=${minor%%.*}
+  local release="${minor:0:1}.$((10#${minor:1})).${v##*.}"
+  local ldflags="-X github.com/prometheus/common/version.Version=$release"
+  mkdir -p "$dir"
+  local b
+  for b in prometheus promtool; do
+    if have "prometheus-$v" "$b"; then continue; fi
+    log "prometheus $v ($release): building $b (several minutes the first time)"
+    # Kubernetes discovery only: the other service discoveries (clouds, Consul, ...) would
+    # treble the build.
+    GOBIN="$dir" go install -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w $ldflags" \
+      "github.com/prometheus/prometheus/cmd/$b@$v"
+  done
+}
+
 main() {
   command -v go >/dev/null || { log "Go is required (https://go.dev/dl)"; exit 1; }
   mkdir -p "$tools_dir" "$work_dir"
@@ -169,6 +192,8 @@ main() {
   if [[ $(id -u) -eq 0 ]]; then
     ensure_apt_packages iproute2 nftables iptables ipset conntrack
   fi
+  # The dashboard and alert tests run a real Prometheus, and promtool tests the alert rules.
+  build_prometheus
   log "tools ready in $tools_dir"
 }
 

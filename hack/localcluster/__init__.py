@@ -32,6 +32,9 @@ The public surface, by what it is for (the name, then the module it comes from):
   DockerUnavailable                           operator image, started when none answers
   tools                         tools         where the pinned binaries are (built by
                                               hack/build-tools.sh), and which are missing
+  prometheus                    prometheus    a real Prometheus that discovers the proxy pods
+                                              through the API server and scrapes them and
+                                              the operator (LocalPrometheus)
 
 Names are imported on first use, so `python -m localcluster.fakes` (the fakes on their own),
 `python -m localcluster.runner` (the runner against any kubeconfig) and
@@ -65,7 +68,7 @@ _DEFINED_IN: dict[str, str] = {
     "DockerUnavailable": "docker",
 }
 
-_MODULES = ("tools", "tinymodel")  # public modules of their own
+_MODULES = ("tools", "tinymodel", "prometheus")  # public modules of their own
 
 __all__ = [*_DEFINED_IN, *_MODULES]
 

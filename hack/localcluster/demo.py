@@ -27,6 +27,7 @@ import yaml
 from kubernetes import client
 
 from . import podnet, tools
+from . import prometheus as local_prometheus
 from .controlplane import LocalCluster, free_port, prebound_volume
 from .fakes import Behaviour, FakeAnthropic, FakeOpenAI
 from .runner import ProcessRunner
@@ -177,6 +178,7 @@ def serve() -> None:
         local_models = route["spec"]["ollama"]["models"]
 
         say("starting the operator (llmroute run)")
+        operator_metrics = f"127.0.0.1:{free_port()}"
         operator_log = (STATE_DIR / "operator.log").open("ab")
         stack.callback(operator_log.close)
         operator = subprocess.Popen(
@@ -189,6 +191,8 @@ def serve() -> None:
                 str(cluster.kubeconfig),
                 "--liveness",
                 f"http://127.0.0.1:{free_port()}/healthz",
+                "--metrics",
+                operator_metrics,
             ],
             stdout=operator_log,
             stderr=subprocess.STDOUT,
@@ -209,6 +213,7 @@ def serve() -> None:
             )
         )
 
+        prometheus_url = _start_prometheus(stack, cluster.kubeconfig, operator_metrics)
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         core.create_namespaced_secret(
             NAMESPACE,
@@ -272,10 +277,32 @@ def serve() -> None:
             where = "here (no Services on this machine) the proxy pod serves at its pod IP"
         master = core.read_namespaced_secret(f"{name}-master-key", NAMESPACE)
         sample = _ask(url, base64.b64decode(master.data["masterKey"]).decode())
-        (STATE_DIR / "ready.txt").write_text(_instructions(kubectl, url, name, where, sample))
+        (STATE_DIR / "ready.txt").write_text(
+            _instructions(kubectl, url, name, where, sample, prometheus_url)
+        )
         say("ready")
         stop.wait()
         say("stopping")
+
+
+def _start_prometheus(
+    stack: contextlib.ExitStack, kubeconfig: Path, operator_metrics: str
+) -> str | None:
+    """A real Prometheus scraping the proxy pods and the operator, with the chart's alerts."""
+    if local_prometheus.binary() is None:
+        say(f"no Prometheus ({local_prometheus.INSTALL_HINT})")
+        return None
+    prometheus = local_prometheus.LocalPrometheus(
+        kubeconfig,
+        STATE_DIR / "prometheus",
+        [operator_metrics],
+        interval="15s",
+        rule_files=[local_prometheus.CHART_RULES],
+    )
+    stack.callback(prometheus.stop)
+    url = prometheus.start()
+    say(f"prometheus: {url} (the proxy pods, the operator, the chart's alert rules)")
+    return url
 
 
 def _serves(address: str) -> bool:
@@ -301,7 +328,9 @@ def _ask(url: str, key: str) -> str:
     return f"model {reply['model']!r} answered: {reply['choices'][0]['message']['content']!r}"
 
 
-def _instructions(kubectl: str, url: str, name: str, where: str, sample: str) -> str:
+def _instructions(
+    kubectl: str, url: str, name: str, where: str, sample: str, prometheus_url: str | None
+) -> str:
     body = json.dumps({"model": "smart", "messages": [{"role": "user", "content": "Hello"}]})
     secret = f"-n {NAMESPACE} get secret {name}-master-key -o jsonpath='{{.data.masterKey}}'"
     sdk = (
@@ -328,8 +357,19 @@ A request for "smart" (Claude, then GPT-4, then the local Llama on the route's O
   {kubectl} get llmroutes -A
   {kubectl} -n {NAMESPACE} get endpointslices
 
+{_prometheus_lines(prometheus_url)}
 Logs: {STATE_DIR}. Stop everything with: bash hack/demo.sh down
 """
+
+
+def _prometheus_lines(prometheus_url: str | None) -> str:
+    if prometheus_url is None:
+        return f"No Prometheus here: {local_prometheus.INSTALL_HINT}.\n"
+    query = "sum by (requested_model) (litellm_proxy_total_requests_metric_total)"
+    return (
+        f"Prometheus (proxies, operator, alerts): {prometheus_url}\n"
+        f"  curl -s {prometheus_url}/api/v1/query --data-urlencode 'query={query}'\n"
+    )
 
 
 def main() -> int:

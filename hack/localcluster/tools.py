@@ -1,4 +1,5 @@
-"""Where the pinned binaries live: the control plane and Ollama (built by hack/build-tools.sh)."""
+"""Where the pinned binaries live: the control plane, Ollama and Prometheus (built by
+hack/build-tools.sh)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,17 @@ _BINARY_VERSION_KEY = {
     "kwok": "KWOK_VERSION",
     "ollama": "OLLAMA_VERSION",
     "kube-router": "KUBE_ROUTER_VERSION",
+    "prometheus": "PROMETHEUS_VERSION",
+    "promtool": "PROMETHEUS_VERSION",
 }
 # Services and NetworkPolicies need these two and a pod network; without them the local
 # cluster still runs, with pods only (see controlplane.LocalCluster).
 NETWORK_TOOLS = ("kube-proxy", "kube-router")
-CONTROL_PLANE_TOOLS = tuple(n for n in _BINARY_VERSION_KEY if n not in NETWORK_TOOLS)
+# The local Prometheus and the alert rules' unit tests; the cluster runs without them.
+PROMETHEUS_TOOLS = ("prometheus", "promtool")
+CONTROL_PLANE_TOOLS = tuple(
+    n for n in _BINARY_VERSION_KEY if n not in (*NETWORK_TOOLS, *PROMETHEUS_TOOLS)
+)
 _VERSION_DIR_PREFIX = {
     "KUBERNETES_VERSION": "kubernetes",
     "ETCD_VERSION": "etcd",
@@ -33,6 +40,7 @@ _VERSION_DIR_PREFIX = {
     "KWOK_VERSION": "kwok",
     "OLLAMA_VERSION": "ollama",
     "KUBE_ROUTER_VERSION": "kube-router",
+    "PROMETHEUS_VERSION": "prometheus",
 }
 
 

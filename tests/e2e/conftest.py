@@ -64,6 +64,8 @@ class OperatorProcess:
 
     def start(self) -> None:
         port = free_port()
+        # The operator's own metrics, for the local Prometheus (tests/e2e/test_observability.py).
+        self.metrics_address = f"127.0.0.1:{free_port()}"
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
                 [
@@ -75,6 +77,8 @@ class OperatorProcess:
                     str(self.kubeconfig),
                     "--liveness",
                     f"http://127.0.0.1:{port}/healthz",
+                    "--metrics",
+                    self.metrics_address,
                     *self.args,
                 ],
                 # No fetch of LiteLLM's price map from the network.

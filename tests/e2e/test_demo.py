@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +42,9 @@ def test_demo_up_up_down_up(state_dir: Path) -> None:
     first = demo("up", state_dir)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "The gateway is Ready" in first.stdout
+    # The demo's Prometheus answers at the URL it prints, and scrapes the proxy pod.
+    (prometheus,) = re.findall(r"Prometheus \(proxies, operator, alerts\): (\S+)", first.stdout)
+    assert proxy_targets_up(prometheus)
 
     again = demo("up", state_dir)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -53,3 +60,15 @@ def test_demo_up_up_down_up(state_dir: Path) -> None:
     last = demo("up", state_dir)
     assert last.returncode == 0, last.stdout + last.stderr
     assert "The gateway is Ready" in last.stdout
+
+
+def proxy_targets_up(prometheus: str) -> bool:
+    from localcluster import wait_for
+
+    def answered() -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        query = urllib.parse.quote('up{job="llmroute-proxy"} == 1')
+        with opener.open(f"{prometheus}/api/v1/query?query={query}", timeout=10) as response:
+            return bool(json.loads(response.read())["data"]["result"])
+
+    return wait_for(answered, timeout=120, interval=1, what="the demo's proxy scraped")

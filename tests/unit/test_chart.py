@@ -344,9 +344,18 @@ def test_default_deployment_runs_standalone(render) -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ghcr.io/llmroute/llmroute:{llmroute.__version__}"
     assert container["command"] == ["llmroute"]
-    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"] == [
+        "run",
+        "--liveness",
+        "http://0.0.0.0:8080/healthz",
+        "--metrics",
+        "0.0.0.0:8081",
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert container["resources"]["limits"]["memory"]
     # kopf names a peer after POD_ID; without it, after the user name, which UID 10001 lacks.
     assert container["env"][0] == {
@@ -453,7 +462,13 @@ def test_long_release_names_stay_valid(helm) -> None:
 
 def test_extras_are_off_by_default(render) -> None:
     kinds = {d["kind"] for d in render()}
-    assert not kinds & {"LLMRoute", "ServiceMonitor", "NetworkPolicy", "ConfigMap"}
+    assert not kinds & {
+        "LLMRoute",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "ConfigMap",
+        "PrometheusRule",
+    }
 
 
 def test_example_route_is_a_valid_llmroute(render) -> None:
@@ -463,8 +478,15 @@ def test_example_route_is_a_valid_llmroute(render) -> None:
     assert route["spec"]["models"][0]["targets"] == [{"provider": "ollama", "model": "llama3.2"}]
 
 
+def proxies_monitor(docs: list[dict]) -> dict:
+    (monitor,) = [
+        d for d in by_kind(docs, "ServiceMonitor") if d["metadata"]["name"].endswith("-proxies")
+    ]
+    return monitor
+
+
 def test_service_monitor_selects_the_proxies(render) -> None:
-    monitor = one(render("-f", str(CHART / "ci" / "extras-on-values.yaml")), "ServiceMonitor")
+    monitor = proxies_monitor(render("-f", str(CHART / "ci" / "extras-on-values.yaml")))
     assert monitor["spec"]["selector"] == {
         "matchLabels": {
             "app.kubernetes.io/component": "proxy",
@@ -473,11 +495,48 @@ def test_service_monitor_selects_the_proxies(render) -> None:
     }
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("http", "/metrics")]
-    scoped = one(
-        render("--set", "serviceMonitor.enabled=true", "--set", "watchNamespaces={a,b}"),
-        "ServiceMonitor",
+    scoped = proxies_monitor(
+        render("--set", "serviceMonitor.enabled=true", "--set", "watchNamespaces={a,b}")
     )
     assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["a", "b"]}
+
+
+def test_operator_metrics_are_exposed_and_scraped(render) -> None:
+    docs = render("-f", str(CHART / "ci" / "extras-on-values.yaml"))
+    deployment = one(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    service = one(docs, "Service")
+    assert {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"} in (
+        service["spec"]["ports"]
+    )
+    monitors = {m["metadata"]["name"]: m for m in docs if m["kind"] == "ServiceMonitor"}
+    operator = monitors["rel-llmroute-operator"]
+    assert (
+        operator["spec"]["selector"]["matchLabels"].items()
+        >= {
+            "app.kubernetes.io/component": "operator",
+            **service["spec"]["selector"],
+        }.items()
+    )
+    jobs = {m["spec"]["endpoints"][0]["relabelings"][0]["replacement"] for m in monitors.values()}
+    assert jobs == {"llmroute-proxy", "llmroute-operator"}
+    policy = one(docs, "NetworkPolicy")
+    assert {"ports": [{"protocol": "TCP", "port": "metrics"}]} in policy["spec"]["ingress"]
+    off = render("--set", "metrics.enabled=false", "--set", "serviceMonitor.enabled=true")
+    assert (
+        "--metrics"
+        not in one(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert [m["metadata"]["name"] for m in off if m["kind"] == "ServiceMonitor"] == [
+        "rel-llmroute-proxies"
+    ]
+
+
+def test_prometheus_rule_wraps_the_rule_file(render) -> None:
+    rule = one(render("--set", "prometheusRule.enabled=true"), "PrometheusRule")
+    rules = yaml.safe_load((CHART / "rules" / "llmroute.rules.yaml").read_text())
+    assert rule["spec"] == {"groups": rules["groups"]}
 
 
 def litellm_metric_names() -> set[str]:
@@ -503,10 +562,11 @@ def test_dashboard_queries_litellm_metrics(render) -> None:
         "litellm_proxy_failed_requests_metric_total",
         "litellm_spend_metric_total",
         "litellm_deployment_failure_responses_total",
+        "litellm_deployment_successful_fallbacks_total",
     }
     assert used <= litellm_metric_names()
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for word in ("requests", "latency", "failed", "spend", "provider", "model"):
+    for word in ("requests", "latency", "failed", "spend", "provider", "model", "fallbacks"):
         assert word in titles
 
 

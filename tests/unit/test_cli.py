@@ -85,7 +85,7 @@ def broken(route: dict[str, Any]) -> dict[str, Any]:
             ["[ROUTE]", "-A, --all-namespaces", "-o, --output [table|yaml|json]", "--kubeconfig"],
         ),
         (["usage"], ["--route", "--by", "--via [auto|apiserver|direct]", "_master"]),
-        (["run"], ["--peering", "--liveness"]),
+        (["run"], ["--peering", "--liveness", "--metrics"]),
     ],
 )
 def test_help_describes_each_command(command: list[str], expected: list[str]) -> None:
@@ -642,3 +642,9 @@ def test_usage_fails_when_no_replica_answered(monkeypatch: pytest.MonkeyPatch) -
         ),
     )
     assert invoke("usage", "-n", "prod").exit_code == 0
+
+
+def test_run_refuses_a_metrics_address_without_a_port() -> None:
+    result = invoke("run", "--metrics", "0.0.0.0")
+    assert result.exit_code == 2
+    assert "--metrics" in result.output and "HOST:PORT" in result.output

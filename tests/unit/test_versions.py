@@ -45,6 +45,7 @@ def test_tool_versions_are_pinned_exactly() -> None:
         "KWOK_VERSION",
         "OLLAMA_VERSION",
         "KUBE_ROUTER_VERSION",
+        "PROMETHEUS_VERSION",
     }
     pypi_tools = {"MINIAUDIO_SDIST_VERSION", "CYCLONEDX_BOM_VERSION"}
     assert set(pinned) == go_tools | pypi_tools

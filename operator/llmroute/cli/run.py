@@ -28,6 +28,13 @@ import click
     help="Liveness endpoint URL; empty to disable.",
 )
 @click.option(
+    "--metrics",
+    "metrics_address",
+    default="",
+    help="Serve the operator's own Prometheus metrics at http://HOST:PORT/metrics "
+    "(the chart: 0.0.0.0:8081). Default: not served.",
+)
+@click.option(
     "--peering",
     default=None,
     help="kopf peering name for high availability (only one replica is active). "
@@ -45,6 +52,7 @@ def run(
     namespaces: tuple[str, ...],
     kubeconfig: str | None,
     liveness: str,
+    metrics_address: str,
     peering: str | None,
     priority: int | None,
     verbose: bool,
@@ -57,11 +65,22 @@ def run(
         os.environ["KUBECONFIG"] = kubeconfig
     import kopf
 
+    from ..metrics import parse_listen_address, serve
+
+    if metrics_address:
+        try:
+            parse_listen_address(metrics_address)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--metrics") from None
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from .. import handlers  # noqa: F401  (registers the handlers)
+
+    if metrics_address:
+        serve(metrics_address)
 
     kopf.run(
         clusterwide=not namespaces,

@@ -1,5 +1,5 @@
 """kopf handlers. Importing this package registers them."""
 
-from . import quota, route, settings
+from . import metrics, quota, route, settings
 
-__all__ = ["quota", "route", "settings"]
+__all__ = ["metrics", "quota", "route", "settings"]

@@ -18,6 +18,7 @@ import kopf
 
 from llmroute import state
 from llmroute.api import GROUP, QUOTA_PLURAL, VERSION
+from llmroute.metrics import QUOTA_KIND, observed_reconcile
 from llmroute.quota.sync import SyncOutcome, sync_quota
 from llmroute.route.reconcile import reconcile_by_name
 
@@ -44,6 +45,7 @@ _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Loc
 
 
 @kopf.timer(GROUP, VERSION, QUOTA_PLURAL, interval=SYNC_INTERVAL_SECONDS)
+@observed_reconcile(QUOTA_KIND)
 def quota_timer(
     name: str, namespace: str, optional_children: kopf.Index, logger: logging.Logger, **_: Any
 ) -> None:
@@ -52,6 +54,7 @@ def quota_timer(
 
 @kopf.on.create(GROUP, VERSION, QUOTA_PLURAL)
 @kopf.on.update(GROUP, VERSION, QUOTA_PLURAL, field="spec")
+@observed_reconcile(QUOTA_KIND)
 def quota_changed(
     name: str,
     namespace: str,

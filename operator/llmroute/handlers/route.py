@@ -14,6 +14,7 @@ import kopf
 
 from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.metrics import ROUTE_KIND, observed_reconcile
 from llmroute.render import warm_up_config_check
 from llmroute.render.children import drift_watched_resources, prunable_children
 from llmroute.render.labels import (
@@ -47,6 +48,7 @@ def load_config_check(logger: logging.Logger, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, ROUTE_PLURAL)
 @kopf.on.create(GROUP, VERSION, ROUTE_PLURAL)
 @kopf.on.update(GROUP, VERSION, ROUTE_PLURAL)
+@observed_reconcile(ROUTE_KIND)
 def reconcile_route_handler(
     body: kopf.Body, optional_children: kopf.Index, logger: logging.Logger, **_: Any
 ) -> None:
@@ -75,6 +77,7 @@ def routes_by_secret(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:
         routes_by_secret.get((body["metadata"].get("namespace"), body["metadata"]["name"]))
     ),
 )
+@observed_reconcile(ROUTE_KIND)
 def secret_changed(
     body: kopf.Body,
     routes_by_secret: kopf.Index,
