@@ -53,13 +53,26 @@ def process_runner(
         yield runner
 
 
+# The namespace the session's operator believes it runs in, as the chart tells it from the
+# downward API: its NetworkPolicies admit operator pods from there only.
+OPERATOR_NAMESPACE = "llmroute-system"
+
+
 class OperatorProcess:
     """`llmroute run` as a separate process, exactly as a user starts it."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.args = list(args)
+        self.env = dict(env or {})
+        self.namespace = self.env.get("POD_NAMESPACE")
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -78,7 +91,7 @@ class OperatorProcess:
                     *self.args,
                 ],
                 # No fetch of LiteLLM's price map from the network.
-                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -110,8 +123,17 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory):
-    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+def operator(
+    cluster: LocalCluster, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+):
+    core = client.CoreV1Api(api)
+    if not core.list_namespace(field_selector=f"metadata.name={OPERATOR_NAMESPACE}").items:
+        core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
+    proc = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        env={"POD_NAMESPACE": OPERATOR_NAMESPACE},
+    )
     proc.start()
     yield proc
     if proc.popen.poll() is None:

@@ -27,7 +27,12 @@ from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
-from llmroute.route.status import proxy_condition, status_changed, with_ready
+from llmroute.route.status import (
+    operator_access_condition,
+    proxy_condition,
+    status_changed,
+    with_ready,
+)
 
 # Seconds before kopf retries a route whose referenced Secret is missing; a Secret event
 # reconciles it at once, so this is only the safety net.
@@ -85,10 +90,11 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         refuse(
             "ConfigValid", "InvalidSpec", str(error), kopf.PermanentError(f"invalid spec: {error}")
         )
+    operator_namespace = state.operator_namespace()
     rendered = render_route(
         parsed,
         quotas=quota_effects_for_route(api, parsed.namespace, parsed.name),
-        operator_namespace=state.operator_namespace(),
+        operator_namespace=operator_namespace,
     )
     problems = check_litellm_config(rendered.config)
     if problems:
@@ -107,6 +113,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         "the spec renders a valid LiteLLM config",
         generation,
     )
+    conditions = operator_access_condition(conditions, operator_namespace, generation)
 
     missing = _missing_secrets(api, parsed.namespace, rendered)
     if missing:

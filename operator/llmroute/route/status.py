@@ -12,14 +12,19 @@ from typing import Any, Final
 
 from llmroute.conditions import condition_status, ordered, set_condition
 
-# The route's condition types, in the order status lists them; Ready sums up the others.
+# The route's condition types, in the order status lists them.
 CONDITION_ORDER: Final = (
     "Ready",
     "ConfigValid",
     "SecretsResolved",
     "ProxyAvailable",
     "OllamaReady",
+    "OperatorAccess",
 )
+# The conditions Ready sums up: those without which the gateway does not serve. OperatorAccess
+# is information for the cluster admin (quota accounting and status.ollama need it; requests
+# do not), so it never holds back Ready.
+READY_INPUTS: Final = ("ConfigValid", "SecretsResolved", "ProxyAvailable", "OllamaReady")
 
 
 def proxy_condition(
@@ -57,11 +62,34 @@ def proxy_condition(
     )
 
 
+def operator_access_condition(
+    conditions: list[dict], operator_namespace: str | None, generation: int | None
+) -> list[dict]:
+    """OperatorAccess: from which namespace the route's NetworkPolicies admit operator pods."""
+    if operator_namespace:
+        return set_condition(
+            conditions,
+            "OperatorAccess",
+            True,
+            "OperatorNamespace",
+            f"the NetworkPolicies admit operator pods from namespace {operator_namespace} only",
+            generation,
+        )
+    return set_condition(
+        conditions,
+        "OperatorAccess",
+        False,
+        "OperatorNamespaceUnknown",
+        "the operator's namespace is unknown (POD_NAMESPACE unset), so the NetworkPolicies "
+        "admit no operator pod: quota spend cannot be scraped and status.ollama not read from "
+        "a pod; the gateway serves as usual",
+        generation,
+    )
+
+
 def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
-    """`conditions` with Ready set from the others, in CONDITION_ORDER."""
-    failing = [
-        t for t in CONDITION_ORDER[1:] if condition_status(conditions, t) not in (None, "True")
-    ]
+    """`conditions` with Ready set from READY_INPUTS, in CONDITION_ORDER."""
+    failing = [t for t in READY_INPUTS if condition_status(conditions, t) not in (None, "True")]
     if failing:
         return ordered(
             set_condition(
