@@ -28,6 +28,7 @@ from llmroute.render.children import prunable_children
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
 from llmroute.route.status import (
+    missing_secret_keys,
     operator_access_condition,
     proxy_condition,
     status_changed,
@@ -252,7 +253,6 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
     """Human-readable problems for referenced Secrets or keys that do not exist."""
     core = client.CoreV1Api(api)
     found: dict[str, dict | None] = {}
-    problems = []
     for ref in rendered.secret_refs:
         if ref.name not in found:
             try:
@@ -261,12 +261,7 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
                 if error.status != 404:
                     raise
                 found[ref.name] = None
-        data = found[ref.name]
-        if data is None:
-            problems.append(f"Secret {namespace}/{ref.name} not found ({ref.field})")
-        elif ref.key is not None and ref.key not in data:
-            problems.append(f"Secret {namespace}/{ref.name} has no key {ref.key!r} ({ref.field})")
-    return problems
+    return missing_secret_keys(rendered.secret_refs, namespace, found)
 
 
 def _create_master_key_secret(

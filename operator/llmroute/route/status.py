@@ -7,9 +7,10 @@ the others; they touch no cluster and are unit-tested on their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from llmroute.api.route import SecretReference
 from llmroute.conditions import condition_status, ordered, set_condition
 
 # The route's condition types, in the order status lists them.
@@ -113,6 +114,29 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
         set_condition(conditions, "Ready", True, "Ready", "the gateway serves", generation),
         CONDITION_ORDER,
     )
+
+
+def missing_secret_keys(
+    refs: Iterable[SecretReference],
+    namespace: str,
+    secret_data: Mapping[str, Mapping[str, Any] | None],
+) -> list[str]:
+    """What SecretsResolved reports: each referenced Secret or key that does not exist.
+
+    secret_data: each referenced Secret's data (None: the Secret does not exist).
+    """
+    problems = []
+    for ref in refs:
+        data = secret_data.get(ref.name)
+        if data is None:
+            problem = f"Secret {namespace}/{ref.name} not found ({ref.field})"
+        elif ref.key is not None and ref.key not in data:
+            problem = f"Secret {namespace}/{ref.name} has no key {ref.key!r} ({ref.field})"
+        else:
+            continue
+        if problem not in problems:
+            problems.append(problem)
+    return problems
 
 
 def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
