@@ -134,6 +134,22 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
+def foreign_owner(existing: dict | None, owner_uid: str) -> dict | None:
+    """Who else owns `existing`, when its owner is not `owner_uid`: the ownerReference, or None.
+
+    Another LLMRoute (controller or not) or any other controller claims the object: applying
+    over it would take it over and fight its owner. An object nobody controls is adopted.
+    """
+    if existing is None:
+        return None
+    for ref in existing.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("uid") == owner_uid:
+            continue
+        if ref.get("controller") or ref.get("kind") == "LLMRoute":
+            return ref
+    return None
+
+
 # Controllers that write to our children as part of their normal work (the Deployment
 # controller's revision annotation); their writes are not drift.
 SYSTEM_MANAGERS = frozenset({"kube-controller-manager"})

@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 
+from llmroute.api.crds import schema_for
 from llmroute.api.route import parse_route
+from llmroute.api.validation import REFUSED_ROUTE_NAME_ENDINGS, validate
 from llmroute.conditions import condition_status
+from llmroute.kube import foreign_owner
+from llmroute.render.children import CHILD_KINDS, colliding_name_endings
 from llmroute.route.status import (
     CONDITION_ORDER,
     READY_INPUTS,
@@ -207,3 +211,69 @@ def test_missing_secret_keys_are_each_named_with_the_field(
     assert missing_secret_keys(refs, "apps", {"aws": None}) == [
         "Secret apps/aws not found (spec.models[0].targets[0].credentialsSecretRef)"
     ]
+
+
+# -- item: one child object, one route -------------------------------------------------------
+
+
+def child_names(route_name: str) -> set[tuple[str, str]]:
+    return {(c.kind, c.name(route_name)) for c in CHILD_KINDS if c.suffix is not None}
+
+
+def test_refused_name_endings_derive_from_the_table_of_child_suffixes() -> None:
+    # Route gw's managed Ollama Service is gw-ollama: the proxy Service of a route named
+    # gw-ollama. Names ending in "-litellm" or "-master-key" collide with nothing: those
+    # suffixes are the only ones of their kinds.
+    assert colliding_name_endings() == ("-ollama",)
+    assert colliding_name_endings() == REFUSED_ROUTE_NAME_ENDINGS
+
+
+def test_no_two_accepted_names_share_a_child() -> None:
+    # Every name built from a few stems and the table's suffixes, pairwise: either one is
+    # refused, or their children (kind, name) are disjoint.
+    suffixes = {c.suffix for c in CHILD_KINDS if c.suffix is not None}
+    names = {stem + s + t for stem in ("gw", "a-b") for s in suffixes for t in suffixes}
+    accepted = sorted(
+        n for n in names if not [e for e in validate(route(n)) if e.path == "metadata.name"]
+    )
+    assert "gw" in accepted and "gw-litellm" in accepted
+    assert "gw-ollama" not in accepted
+    for i, first in enumerate(accepted):
+        for second in accepted[i + 1 :]:
+            assert not child_names(first) & child_names(second), (first, second)
+
+
+def test_a_colliding_name_is_refused_with_a_clear_message() -> None:
+    (error,) = [e for e in validate(route("gw-ollama")) if e.path == "metadata.name"]
+    assert "'gw-ollama'" in error.message and "-ollama" in error.message
+    assert "gw" in error.message  # names the route it would collide with
+
+
+def test_the_crds_cel_rule_refuses_the_same_endings() -> None:
+    rules = [r["rule"] for r in schema_for("LLMRoute")["x-kubernetes-validations"]]
+    listed = ", ".join(f"'{e}'" for e in colliding_name_endings())
+    assert f"![{listed}].exists(e, self.metadata.name.endsWith(e))" in rules
+
+
+OWNER_UID = "uid-of-gw"
+
+
+def existing(*owners: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "Service", "metadata": {"name": "gw", "ownerReferences": list(owners)}}
+
+
+def owner(kind: str, name: str, uid: str, controller: bool = True) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": kind, "name": name, "uid": uid, "controller": controller}
+
+
+def test_an_object_owned_by_another_route_or_controller_is_never_adopted() -> None:
+    assert foreign_owner(None, OWNER_UID) is None  # absent: created
+    assert foreign_owner(existing(), OWNER_UID) is None  # unowned: adopted, as before
+    assert foreign_owner(existing(owner("LLMRoute", "gw", OWNER_UID)), OWNER_UID) is None
+    other_route = owner("LLMRoute", "other", "uid-of-other", controller=False)
+    assert foreign_owner(existing(other_route), OWNER_UID) == other_route
+    other_controller = owner("ReplicaSet", "rs", "uid-of-rs")
+    assert foreign_owner(existing(other_controller), OWNER_UID) == other_controller
+    # A non-controlling owner of another kind (e.g. a GitOps tool's marker) is no claim.
+    marker = owner("ConfigMap", "app", "uid-of-app", controller=False)
+    assert foreign_owner(existing(marker), OWNER_UID) is None

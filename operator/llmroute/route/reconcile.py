@@ -134,6 +134,16 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         generation,
     )
 
+    claimed = _claimed_by_others(api, rendered, meta["uid"])
+    if claimed:
+        message = "; ".join(claimed)
+        refuse(
+            "ConfigValid",
+            "ChildNameTaken",
+            message,
+            kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY),
+        )
+
     owner = kube.owner_reference(route)
     if rendered.generated_secret is not None:
         _create_master_key_secret(api, rendered.generated_secret, owner, logger)
@@ -262,6 +272,23 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
                     raise
                 found[ref.name] = None
     return missing_secret_keys(rendered.secret_refs, namespace, found)
+
+
+def _claimed_by_others(api: client.ApiClient, rendered: RenderedRoute, uid: str) -> list[str]:
+    """The children that exist already under another owner: never adopted or overwritten."""
+    problems = []
+    generated = [rendered.generated_secret] if rendered.generated_secret is not None else []
+    for obj in [*rendered.objects, *generated]:
+        meta = obj["metadata"]
+        existing = kube.get(api, obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        other = kube.foreign_owner(existing, uid)
+        if other is not None:
+            problems.append(
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} belongs to "
+                f"{other.get('kind')} {other.get('name')}: it is left alone; rename this route "
+                "or remove that object"
+            )
+    return problems
 
 
 def _create_master_key_secret(
