@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from llmroute.api.api_base_policy import API_BASE_POLICY_ENV, ApiBasePolicy, api_base_errors
 from llmroute.api.crds import schema_for
-from llmroute.api.route import parse_route
+from llmroute.api.route import Route, parse_route
 from llmroute.api.validation import REFUSED_ROUTE_NAME_ENDINGS, validate
 from llmroute.conditions import condition_status
 from llmroute.kube import foreign_owner
@@ -277,3 +279,81 @@ def test_an_object_owned_by_another_route_or_controller_is_never_adopted() -> No
     # A non-controlling owner of another kind (e.g. a GitOps tool's marker) is no claim.
     marker = owner("ConfigMap", "app", "uid-of-app", controller=False)
     assert foreign_owner(existing(marker), OWNER_UID) is None
+
+
+# -- item: the cluster admin's apiBase host allow-list ----------------------------------------
+
+
+def api_base_route(namespace: str = "apps", *bases: str) -> Route:
+    obj = route(ollama=False)
+    obj["metadata"]["namespace"] = namespace
+    obj["spec"]["models"] = [
+        {
+            "name": "smart",
+            "targets": [
+                {
+                    "provider": "openai-compatible",
+                    "model": "m",
+                    "apiBase": base,
+                    "apiKeySecretRef": {"name": "keys", "key": "k"},
+                }
+                for base in bases
+            ],
+        }
+    ]
+    return parse_route(obj)
+
+
+def test_no_allow_list_allows_any_host() -> None:
+    policy = ApiBasePolicy.from_env(None)
+    assert policy == ApiBasePolicy()
+    assert api_base_errors(api_base_route("apps", "https://anywhere.example/v1"), policy) == []
+
+
+def test_hosts_outside_the_allow_list_are_named_with_their_field() -> None:
+    policy = ApiBasePolicy(allowed_hosts=("*.openai.azure.com", "llm.internal"))
+    parsed = api_base_route(
+        "apps",
+        "https://team.openai.azure.com/",
+        "http://LLM.internal:8080/v1",
+        "https://evil.example.com/v1",
+        "https://openai.azure.com.evil.example/",
+    )
+    errors = api_base_errors(parsed, policy)
+    assert [(e.path, e.host) for e in errors] == [
+        ("spec.models[0].targets[2].apiBase", "evil.example.com"),
+        ("spec.models[0].targets[3].apiBase", "openai.azure.com.evil.example"),
+    ]
+    assert str(errors[0]) == (
+        "spec.models[0].targets[2].apiBase: host 'evil.example.com' is not among the hosts "
+        "the cluster allows for apiBase (*.openai.azure.com, llm.internal)"
+    )
+
+
+def test_a_namespace_list_replaces_the_cluster_wide_one() -> None:
+    policy = ApiBasePolicy.from_env(
+        json.dumps(
+            {
+                "allowedHosts": ["*.example.com"],
+                "allowedHostsByNamespace": {"team-a": ["llm.team-a.internal"], "open": []},
+            }
+        )
+    )
+    assert policy.hosts_for("team-b") == ("*.example.com",)
+    assert policy.hosts_for("team-a") == ("llm.team-a.internal",)
+    assert policy.hosts_for("open") == ()  # empty: any host in that namespace
+    assert (
+        api_base_errors(api_base_route("team-a", "http://llm.team-a.internal:8000"), policy) == []
+    )
+    assert api_base_errors(api_base_route("open", "http://x.invalid"), policy) == []
+    (error,) = api_base_errors(api_base_route("team-a", "http://a.example.com"), policy)
+    assert error.host == "a.example.com"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not json", "[]", '{"allowedHosts": "a"}', '{"allowedHosts": [1]}', '{"hosts": []}'],
+)
+def test_a_malformed_policy_is_refused_at_start(value: str) -> None:
+    with pytest.raises(ValueError, match=API_BASE_POLICY_ENV):
+        ApiBasePolicy.from_env(value)

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llmroute import kube, state
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.api.api_base_policy import api_base_errors
 from llmroute.api.route import Route, SpecError, parse_route
 from llmroute.api.validation import validate
 from llmroute.conditions import set_condition
@@ -90,6 +91,15 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     except SpecError as error:
         refuse(
             "ConfigValid", "InvalidSpec", str(error), kopf.PermanentError(f"invalid spec: {error}")
+        )
+    refused_bases = api_base_errors(parsed, state.api_base_policy())
+    if refused_bases:
+        message = "; ".join(str(e) for e in refused_bases)
+        refuse(
+            "ConfigValid",
+            "ApiBaseNotAllowed",
+            message,
+            kopf.PermanentError(f"apiBase not allowed: {message}"),
         )
     operator_namespace = state.operator_namespace()
     rendered = render_route(
