@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from built_tools import require_tools
+from llmroute.api.api_base_policy import API_BASE_POLICY_ENV
 from localcluster import LocalCluster, ProcessRunner, free_port
 
 
@@ -56,6 +58,10 @@ def process_runner(
 # The namespace the session's operator believes it runs in, as the chart tells it from the
 # downward API: its NetworkPolicies admit operator pods from there only.
 OPERATOR_NAMESPACE = "llmroute-system"
+# The session's operator enforces an apiBase allow-list in this namespace only (the chart's
+# apiBase.allowedHostsByNamespace); every other namespace allows any host.
+API_BASE_POLICY_NAMESPACE = "apibase-allow-list"
+API_BASE_ALLOWED_HOSTS = ["127.0.0.1", "*.allowed.test"]
 
 
 class OperatorProcess:
@@ -132,9 +138,23 @@ def operator(
     proc = OperatorProcess(
         cluster.kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
-        env={"POD_NAMESPACE": OPERATOR_NAMESPACE},
+        env={
+            "POD_NAMESPACE": OPERATOR_NAMESPACE,
+            API_BASE_POLICY_ENV: json.dumps(
+                {"allowedHostsByNamespace": {API_BASE_POLICY_NAMESPACE: API_BASE_ALLOWED_HOSTS}}
+            ),
+        },
     )
     proc.start()
     yield proc
     if proc.popen.poll() is None:
         proc.stop()
+
+
+@pytest.fixture
+def allow_list_namespace(api: client.ApiClient) -> Iterator[str]:
+    """The namespace where the session's operator enforces its apiBase allow-list."""
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": API_BASE_POLICY_NAMESPACE}})
+    yield API_BASE_POLICY_NAMESPACE
+    core.delete_namespace(API_BASE_POLICY_NAMESPACE, propagation_policy="Background")
