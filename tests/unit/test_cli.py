@@ -450,6 +450,20 @@ def test_status_tables_align_columns_and_explain_what_is_not_ready() -> None:
     assert "no status yet" in status_tables([fresh], [], all_namespaces=False)
 
 
+def test_status_lists_only_what_holds_back_ready() -> None:
+    # OperatorAccess=False is information for the cluster admin: not why a route is not Ready.
+    broken = route_status(stored_route("False"), NOW)
+    broken["conditions"]["OperatorAccess"] = {
+        "type": "OperatorAccess",
+        "status": "False",
+        "reason": "OperatorNamespaceUnknown",
+        "message": "the operator's namespace is unknown",
+    }
+    lines = status_tables([broken], [], all_namespaces=False).splitlines()
+    assert any("SecretsResolved=False" in line for line in lines)
+    assert not any("OperatorAccess" in line for line in lines)
+
+
 def test_age_reads_like_kubectl() -> None:
     assert age("2026-11-20T11:59:15Z", NOW) == "45s"
     assert age("2026-11-20T11:48:00Z", NOW) == "12m"
