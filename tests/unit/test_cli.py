@@ -138,6 +138,28 @@ def test_render_k8s_prints_what_render_route_returns(example: Path) -> None:
     assert {"ConfigMap", "Service", "Deployment", "NetworkPolicy"} <= set(kinds)
 
 
+def test_render_admits_the_operator_only_from_the_namespace_it_is_told() -> None:
+    # As the operator renders them: without a namespace, no operator pod is admitted.
+    example = str(REPO_ROOT / "examples/smart-chain.yaml")
+
+    def operator_selectors(*args: str) -> list[dict]:
+        result = invoke("render", "-f", example, *args)
+        assert result.exit_code == 0, result.stderr
+        policy = next(o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "NetworkPolicy")
+        return [
+            peer["namespaceSelector"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule["from"]
+            if peer.get("podSelector")
+            == {"matchLabels": {"app.kubernetes.io/name": "llmroute-operator"}}
+        ]
+
+    assert operator_selectors() == []
+    assert operator_selectors("--operator-namespace", "llmroute-system") == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "llmroute-system"}}
+    ]
+
+
 def test_render_k8s_writes_a_placeholder_not_a_key() -> None:
     result = invoke("render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"))
     secret = next(yaml.safe_load_all(result.stdout))
