@@ -134,18 +134,21 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
-def foreign_owner(existing: dict | None, owner_uid: str) -> dict | None:
-    """Who else owns `existing`, when its owner is not `owner_uid`: the ownerReference, or None.
+def foreign_owner(existing: dict | None, owner: dict) -> dict | None:
+    """Who else owns `existing`, when `owner` (an ownerReference) does not: that reference.
 
     Another LLMRoute (controller or not) or any other controller claims the object: applying
-    over it would take it over and fight its owner. An object nobody controls is adopted.
+    over it would take it over and fight its owner. An object nobody controls is adopted, and
+    so is one left by an earlier route of the same name (deleted and created again before the
+    garbage collector came by: one name is one route at a time).
     """
     if existing is None:
         return None
     for ref in existing.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("uid") == owner_uid:
+        if ref.get("uid") == owner["uid"]:
             continue
-        if ref.get("controller") or ref.get("kind") == "LLMRoute":
+        same_route = ref.get("kind") == owner["kind"] and ref.get("name") == owner["name"]
+        if (ref.get("controller") or ref.get("kind") == owner["kind"]) and not same_route:
             return ref
     return None
 

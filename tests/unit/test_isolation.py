@@ -257,7 +257,7 @@ def test_the_crds_cel_rule_refuses_the_same_endings() -> None:
     assert f"![{listed}].exists(e, self.metadata.name.endsWith(e))" in rules
 
 
-OWNER_UID = "uid-of-gw"
+OURS = {"apiVersion": "llmroute.dev/v1alpha1", "kind": "LLMRoute", "name": "gw", "uid": "u-gw"}
 
 
 def existing(*owners: dict[str, Any]) -> dict[str, Any]:
@@ -269,16 +269,21 @@ def owner(kind: str, name: str, uid: str, controller: bool = True) -> dict[str, 
 
 
 def test_an_object_owned_by_another_route_or_controller_is_never_adopted() -> None:
-    assert foreign_owner(None, OWNER_UID) is None  # absent: created
-    assert foreign_owner(existing(), OWNER_UID) is None  # unowned: adopted, as before
-    assert foreign_owner(existing(owner("LLMRoute", "gw", OWNER_UID)), OWNER_UID) is None
-    other_route = owner("LLMRoute", "other", "uid-of-other", controller=False)
-    assert foreign_owner(existing(other_route), OWNER_UID) == other_route
-    other_controller = owner("ReplicaSet", "rs", "uid-of-rs")
-    assert foreign_owner(existing(other_controller), OWNER_UID) == other_controller
+    assert foreign_owner(None, OURS) is None  # absent: created
+    assert foreign_owner(existing(), OURS) is None  # unowned: adopted, as before
+    assert foreign_owner(existing(owner("LLMRoute", "gw", "u-gw")), OURS) is None
+    other_route = owner("LLMRoute", "other", "u-other", controller=False)
+    assert foreign_owner(existing(other_route), OURS) == other_route
+    other_controller = owner("ReplicaSet", "rs", "u-rs")
+    assert foreign_owner(existing(other_controller), OURS) == other_controller
     # A non-controlling owner of another kind (e.g. a GitOps tool's marker) is no claim.
-    marker = owner("ConfigMap", "app", "uid-of-app", controller=False)
-    assert foreign_owner(existing(marker), OWNER_UID) is None
+    marker = owner("ConfigMap", "app", "u-app", controller=False)
+    assert foreign_owner(existing(marker), OURS) is None
+
+
+def test_an_object_left_by_an_earlier_route_of_the_same_name_is_adopted() -> None:
+    # Deleted and created again before the garbage collector came by: that route is gone.
+    assert foreign_owner(existing(owner("LLMRoute", "gw", "u-gw-before")), OURS) is None
 
 
 # -- item: the cluster admin's apiBase host allow-list ----------------------------------------

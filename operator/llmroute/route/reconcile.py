@@ -144,7 +144,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         generation,
     )
 
-    claimed = _claimed_by_others(api, rendered, meta["uid"])
+    claimed = _claimed_by_others(api, rendered, kube.owner_reference(route))
     if claimed:
         message = "; ".join(claimed)
         refuse(
@@ -284,14 +284,14 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
     return missing_secret_keys(rendered.secret_refs, namespace, found)
 
 
-def _claimed_by_others(api: client.ApiClient, rendered: RenderedRoute, uid: str) -> list[str]:
+def _claimed_by_others(api: client.ApiClient, rendered: RenderedRoute, owner: dict) -> list[str]:
     """The children that exist already under another owner: never adopted or overwritten."""
     problems = []
     generated = [rendered.generated_secret] if rendered.generated_secret is not None else []
     for obj in [*rendered.objects, *generated]:
         meta = obj["metadata"]
         existing = kube.get(api, obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        other = kube.foreign_owner(existing, uid)
+        other = kube.foreign_owner(existing, owner)
         if other is not None:
             problems.append(
                 f"{obj['kind']} {meta['namespace']}/{meta['name']} belongs to "
