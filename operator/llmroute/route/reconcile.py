@@ -144,7 +144,8 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         generation,
     )
 
-    claimed = _claimed_by_others(api, rendered, kube.owner_reference(route))
+    owner = kube.owner_reference(route)
+    claimed = _claimed_by_others(api, rendered, owner)
     if claimed:
         message = "; ".join(claimed)
         refuse(
@@ -154,7 +155,6 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
             kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY),
         )
 
-    owner = kube.owner_reference(route)
     if rendered.generated_secret is not None:
         _create_master_key_secret(api, rendered.generated_secret, owner, logger)
     deployment = statefulset = storage_message = None
