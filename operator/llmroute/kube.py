@@ -154,6 +154,25 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
+def foreign_owner(existing: dict | None, owner: dict) -> dict | None:
+    """Who else owns `existing`, when `owner` (an ownerReference) does not: that reference.
+
+    Another LLMRoute (controller or not) or any other controller claims the object: applying
+    over it would take it over and fight its owner. An object nobody controls is adopted, and
+    so is one left by an earlier route of the same name (deleted and created again before the
+    garbage collector came by: one name is one route at a time).
+    """
+    if existing is None:
+        return None
+    for ref in existing.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("uid") == owner["uid"]:
+            continue
+        same_route = ref.get("kind") == owner["kind"] and ref.get("name") == owner["name"]
+        if (ref.get("controller") or ref.get("kind") == owner["kind"]) and not same_route:
+            return ref
+    return None
+
+
 # Controllers that write to our children as part of their normal work (the Deployment
 # controller's revision annotation); their writes are not drift.
 SYSTEM_MANAGERS = frozenset({"kube-controller-manager"})

@@ -7,6 +7,8 @@ import os
 
 from kubernetes import client, config
 
+from llmroute.api.api_base_policy import ApiBasePolicy
+
 
 @functools.cache
 def api_client() -> client.ApiClient:
@@ -26,3 +28,9 @@ def api_client() -> client.ApiClient:
 def operator_namespace() -> str | None:
     """The operator's own namespace (set by the chart from the downward API)."""
     return os.environ.get("POD_NAMESPACE") or None
+
+
+@functools.cache
+def api_base_policy() -> ApiBasePolicy:
+    """The cluster admin's apiBase host allow-list (set by the chart; fixed for the process)."""
+    return ApiBasePolicy.from_environment()

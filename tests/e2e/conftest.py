@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from built_tools import require_tools
+from llmroute.api.api_base_policy import API_BASE_POLICY_ENV
 from localcluster import LocalCluster, ProcessRunner, free_port
 
 
@@ -53,13 +55,30 @@ def process_runner(
         yield runner
 
 
+# The namespace the session's operator believes it runs in, as the chart tells it from the
+# downward API: its NetworkPolicies admit operator pods from there only.
+OPERATOR_NAMESPACE = "llmroute-system"
+# The session's operator enforces an apiBase allow-list in this namespace only (the chart's
+# apiBase.allowedHostsByNamespace); every other namespace allows any host.
+API_BASE_POLICY_NAMESPACE = "apibase-allow-list"
+API_BASE_ALLOWED_HOSTS = ["127.0.0.1", "*.allowed.test"]
+
+
 class OperatorProcess:
     """`llmroute run` as a separate process, exactly as a user starts it."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.args = list(args)
+        self.env = dict(env or {})
+        self.namespace = self.env.get("POD_NAMESPACE")
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -82,7 +101,7 @@ class OperatorProcess:
                     *self.args,
                 ],
                 # No fetch of LiteLLM's price map from the network.
-                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -114,9 +133,32 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory):
-    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+def operator(
+    cluster: LocalCluster, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+):
+    core = client.CoreV1Api(api)
+    if not core.list_namespace(field_selector=f"metadata.name={OPERATOR_NAMESPACE}").items:
+        core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
+    proc = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        env={
+            "POD_NAMESPACE": OPERATOR_NAMESPACE,
+            API_BASE_POLICY_ENV: json.dumps(
+                {"allowedHostsByNamespace": {API_BASE_POLICY_NAMESPACE: API_BASE_ALLOWED_HOSTS}}
+            ),
+        },
+    )
     proc.start()
     yield proc
     if proc.popen.poll() is None:
         proc.stop()
+
+
+@pytest.fixture
+def allow_list_namespace(api: client.ApiClient) -> Iterator[str]:
+    """The namespace where the session's operator enforces its apiBase allow-list."""
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": API_BASE_POLICY_NAMESPACE}})
+    yield API_BASE_POLICY_NAMESPACE
+    core.delete_namespace(API_BASE_POLICY_NAMESPACE, propagation_policy="Background")

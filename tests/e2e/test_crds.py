@@ -21,6 +21,7 @@ from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
 from llmroute.api.crds import crd_for
 from llmroute.api.schema import apply_defaults
 from llmroute.api.validation import validate
+from llmroute.render.children import CHILD_KINDS, colliding_name_endings
 from localcluster import tools
 from localcluster.controlplane import LocalCluster
 from manifests import DELETE, QUOTA, ROUTE, changed
@@ -448,6 +449,26 @@ def test_the_route_name_must_suit_its_service(api: client.ApiClient, namespace: 
         assert any("metadata.name must be a DNS-1035 label" in m for m in messages), messages
         assert [error.path for error in validate(obj)] == ["metadata.name"]
     create(api, namespace, changed(ROUTE, {"metadata.name": "g" * 45}), dry_run="All")
+
+
+def test_a_route_name_may_not_claim_another_routes_child(
+    api: client.ApiClient, namespace: str
+) -> None:
+    # The refused endings come from the table of child suffixes; the API server and the
+    # offline validator refuse exactly them, and accept the other suffixes as name endings.
+    for ending in colliding_name_endings():
+        obj = changed(ROUTE, {"metadata.name": f"gw{ending}"})
+        with pytest.raises(ApiException) as raised:
+            create(api, namespace, obj, dry_run="All")
+        assert raised.value.status == 422
+        messages = [cause["message"] for cause in rejection_causes(raised.value)]
+        assert any(f"must not end in '{ending}'" in m for m in messages), messages
+        assert [error.path for error in validate(obj)] == ["metadata.name"]
+    for child in CHILD_KINDS:
+        if child.suffix and child.suffix not in colliding_name_endings():
+            obj = changed(ROUTE, {"metadata.name": f"gw{child.suffix}"})
+            assert validate(obj) == []
+            create(api, namespace, obj, dry_run="All")
 
 
 def test_unknown_fields_are_rejected_with_strict_validation(

@@ -502,9 +502,11 @@ def test_network_policies_let_only_the_declared_callers_in(
 
         caller = client_pods(callers)
         stranger = client_pods(strangers)
-        # Stands in for the operator's pod: its label, in a namespace of its own (the
-        # session's operator runs without POD_NAMESPACE, so any namespace is the operator's).
-        scraper = client_pods(strangers, {"app.kubernetes.io/name": "llmroute-operator"})
+        # Stands in for the operator's pod: its label, in the operator's namespace
+        # (POD_NAMESPACE of the session's operator); the impostor copies the label elsewhere.
+        operator_label = {"app.kubernetes.io/name": "llmroute-operator"}
+        scraper = client_pods(operator.namespace, operator_label)
+        impostor = client_pods(strangers, operator_label)
 
         # Policies are programmed a moment after they exist: wait for the stranger to be
         # turned away, then check every path.
@@ -519,6 +521,9 @@ def test_network_policies_let_only_the_declared_callers_in(
             "stranger -> pod": stranger.dial(proxy_ip, 4000),
             "stranger -> ClusterIP": stranger.dial(cluster_ip, 4000),
             "operator -> /metrics/": http_get(scraper, proxy_ip, 4000, "/metrics/"),
+            "impostor -> pod": impostor.dial(proxy_ip, 4000),
+            "operator -> Ollama": scraper.dial(ollama_ip, 11434),
+            "impostor -> Ollama": impostor.dial(ollama_ip, 11434),
             "proxy -> Ollama": dial(podnet.netns_name(proxy_ip), ollama_ip, 11434),
             "caller -> Ollama": caller.dial(ollama_ip, 11434),
             "stranger -> Ollama": stranger.dial(ollama_ip, 11434),
@@ -529,6 +534,9 @@ def test_network_policies_let_only_the_declared_callers_in(
         assert results["stranger -> pod"] in ("refused", "timeout")
         assert results["stranger -> ClusterIP"] in ("refused", "timeout")
         assert results["operator -> /metrics/"] == "200"
+        assert results["impostor -> pod"] in ("refused", "timeout")
+        assert results["operator -> Ollama"] == "connected"
+        assert results["impostor -> Ollama"] in ("refused", "timeout")
         assert results["proxy -> Ollama"] == "connected"
         assert results["caller -> Ollama"] in ("refused", "timeout")
         assert results["stranger -> Ollama"] in ("refused", "timeout")

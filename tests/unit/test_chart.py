@@ -382,6 +382,33 @@ def test_operator_knows_its_namespace(render, monkeypatch: pytest.MonkeyPatch) -
         assert operator_namespace() == "ops"
 
 
+def test_api_base_allow_list_reaches_the_operator(render, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Default: no allow-list, so no variable, and the operator allows any host.
+    from llmroute.api.api_base_policy import API_BASE_POLICY_ENV, ApiBasePolicy
+
+    def policy_env(docs: list[dict]) -> list[dict]:
+        container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return [e for e in container["env"] if e["name"] == API_BASE_POLICY_ENV]
+
+    assert policy_env(render()) == []
+    docs = render(
+        "--set",
+        "apiBase.allowedHosts={*.openai.azure.com,llm.internal}",
+        "--set-json",
+        'apiBase.allowedHostsByNamespace={"team-a":["gpu.team-a.internal"]}',
+    )
+    (env,) = policy_env(docs)
+    policy = ApiBasePolicy.from_env(env["value"])
+    assert policy.allowed_hosts == ("*.openai.azure.com", "llm.internal")
+    assert policy.hosts_for("team-a") == ("gpu.team-a.internal",)
+    assert policy.hosts_for("team-b") == ("*.openai.azure.com", "llm.internal")
+
+
+def test_api_base_allow_list_is_schema_checked(helm) -> None:
+    result = helm("template", "rel", str(CHART), "--set", "apiBase.allowedHosts=oops", check=False)
+    assert result.returncode != 0 and "allowedHosts" in result.stderr
+
+
 def test_replicas_use_kopf_peering(render) -> None:
     docs = render("-f", str(CHART / "ci" / "ha-peering-values.yaml"))
     deployment = one(docs, "Deployment")

@@ -138,6 +138,28 @@ def test_render_k8s_prints_what_render_route_returns(example: Path) -> None:
     assert {"ConfigMap", "Service", "Deployment", "NetworkPolicy"} <= set(kinds)
 
 
+def test_render_admits_the_operator_only_from_the_namespace_it_is_told() -> None:
+    # As the operator renders them: without a namespace, no operator pod is admitted.
+    example = str(REPO_ROOT / "examples/smart-chain.yaml")
+
+    def operator_selectors(*args: str) -> list[dict]:
+        result = invoke("render", "-f", example, *args)
+        assert result.exit_code == 0, result.stderr
+        policy = next(o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "NetworkPolicy")
+        return [
+            peer["namespaceSelector"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule["from"]
+            if peer.get("podSelector")
+            == {"matchLabels": {"app.kubernetes.io/name": "llmroute-operator"}}
+        ]
+
+    assert operator_selectors() == []
+    assert operator_selectors("--operator-namespace", "llmroute-system") == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "llmroute-system"}}
+    ]
+
+
 def test_render_k8s_writes_a_placeholder_not_a_key() -> None:
     result = invoke("render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"))
     secret = next(yaml.safe_load_all(result.stdout))
@@ -515,6 +537,20 @@ def test_status_tables_align_columns_and_explain_what_is_not_ready() -> None:
     assert status_tables([], [], all_namespaces=False) == "No LLMRoutes found."
     fresh = route_status({"metadata": {"name": "new"}}, NOW)
     assert "no status yet" in status_tables([fresh], [], all_namespaces=False)
+
+
+def test_status_lists_only_what_holds_back_ready() -> None:
+    # OperatorAccess=False is information for the cluster admin: not why a route is not Ready.
+    broken = route_status(stored_route("False"), NOW)
+    broken["conditions"]["OperatorAccess"] = {
+        "type": "OperatorAccess",
+        "status": "False",
+        "reason": "OperatorNamespaceUnknown",
+        "message": "the operator's namespace is unknown",
+    }
+    lines = status_tables([broken], [], all_namespaces=False).splitlines()
+    assert any("SecretsResolved=False" in line for line in lines)
+    assert not any("OperatorAccess" in line for line in lines)
 
 
 def test_age_reads_like_kubectl() -> None:

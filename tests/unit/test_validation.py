@@ -172,6 +172,12 @@ INVALID = {
         "metadata.name",
         "at most 45 characters",
     ),
+    "route-name-claiming-another-routes-child": (
+        ROUTE,
+        {"metadata.name": "gateway-ollama"},
+        "metadata.name",
+        "must not end in '-ollama'",
+    ),
     # Python's `$` also matches before a final newline; the API server's (Go) `$` does not.
     "route-name-ending-in-newline": (
         ROUTE,

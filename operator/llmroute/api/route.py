@@ -115,7 +115,7 @@ class SecretReference:
     """A Secret the route reads, and the spec field that names it."""
 
     name: str
-    key: str | None  # None: the whole Secret (credentialsSecretRef), whichever keys it holds
+    key: str | None  # None: the Secret must exist, whichever keys it holds
     field: str  # e.g. spec.models[0].targets[1].apiKeySecretRef
 
 
@@ -265,10 +265,15 @@ class Route:
                         SecretReference(ref.name, ref.key, f"{target.path}.apiKeySecretRef")
                     )
                 if target.credentials_secret is not None:
-                    refs.append(
+                    # Each key the pods cannot start without; the optional ones may be absent.
+                    required = [
+                        c.secret_key for c in MULTI_VALUE_CREDENTIALS[target.provider] if c.required
+                    ] or [None]
+                    refs.extend(
                         SecretReference(
-                            target.credentials_secret, None, f"{target.path}.credentialsSecretRef"
+                            target.credentials_secret, key, f"{target.path}.credentialsSecretRef"
                         )
+                        for key in required
                     )
         redis = self.router.redis
         if redis is not None and redis.password_ref is not None:

@@ -39,7 +39,7 @@ class ValidationError:
 # ship without its mirror.
 MIRRORED_RULES: dict[str, dict[str, int]] = {
     "LLMRoute": {
-        "": 1,
+        "": 2,
         "spec": 4,
         "spec.models[]": 1,
         "spec.models[].targets[]": 4,
@@ -117,6 +117,10 @@ RESERVED_PROXY_ENV: Final = frozenset(
 RESERVED_PROXY_ENV_PREFIX: Final = "LLMROUTE_"
 
 ROUTE_NAME_MAX = 45
+# Route names ending so would share a child object with another route (gw's managed Ollama
+# Service gw-ollama is route gw-ollama's proxy Service). Derived from the table of child
+# suffixes (llmroute.render.children.colliding_name_endings; a unit test keeps them equal).
+REFUSED_ROUTE_NAME_ENDINGS = ("-ollama",)
 _ROUTE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -354,6 +358,17 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
             f"{name!r} must be a DNS-1035 label (lower case letters, digits and '-', starting "
             f"with a letter) of at most {ROUTE_NAME_MAX} characters: it names the route's "
             "Service and workloads",
+        )
+    if isinstance(name, str):
+        yield from (
+            ValidationError(
+                "metadata.name",
+                f"{name!r} must not end in {ending!r}: route "
+                f"{name[: -len(ending)]!r} names its children so (e.g. its managed Ollama's "
+                "Service), and two routes must not claim one object",
+            )
+            for ending in REFUSED_ROUTE_NAME_ENDINGS
+            if name.endswith(ending)
         )
     spec = route.get("spec")
     if not isinstance(spec, dict):

@@ -160,12 +160,20 @@ def _namespace_of(body: Mapping[str, Any]) -> str | None:
     help="Namespace for routes that name none.",
 )
 @click.option("--route", "route_name", help="Render only the LLMRoute with this name.")
+@click.option(
+    "--operator-namespace",
+    default=None,
+    callback=lambda _ctx, _param, value: None if value is None else _namespace_name(value),
+    help="The operator's namespace, whose operator pods the NetworkPolicies admit (to scrape "
+    "/metrics, to read Ollama's models). Default: none, so no operator pod is admitted.",
+)
 def render(
     paths: tuple[str, ...],
     recursive: bool,
     output_format: str,
     namespace: str,
     route_name: str | None,
+    operator_namespace: str | None,
 ) -> None:
     """Print what an LLMRoute becomes, without a cluster.
 
@@ -231,7 +239,9 @@ def render(
                 if output_format == "compose":
                     projects.append((body, render_compose(route, quotas=effects)))
                 else:
-                    rendered = render_route(route, quotas=effects)
+                    rendered = render_route(
+                        route, quotas=effects, operator_namespace=operator_namespace
+                    )
                     if rendered.generated_secret is not None:
                         objects.append(rendered.generated_secret)
                     objects.extend(rendered.objects)

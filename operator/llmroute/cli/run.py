@@ -78,6 +78,12 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from .. import handlers  # noqa: F401  (registers the handlers)
+    from ..state import api_base_policy
+
+    try:
+        api_base_policy()  # a malformed allow-list stops the start, not every reconcile
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
     if metrics_address:
         serve(metrics_address)

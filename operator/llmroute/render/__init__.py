@@ -101,8 +101,9 @@ def render_route(
     quotas: the effects of the ModelQuotas that reference the route.
     master_key_secret: the Secret holding the generated master key (key "masterKey"), when the
         route references none; defaults to "<route>-master-key".
-    operator_namespace: where the operator runs; its pods may scrape the proxies' /metrics.
-        Unset, operator pods of any namespace may.
+    operator_namespace: where the operator runs; its pods may scrape the proxies' /metrics and
+        read the managed Ollama's models. None (unknown): the NetworkPolicies admit no
+        operator pod at all.
     """
     parsed = route
     plan = plan_routing(parsed, quotas)

@@ -109,6 +109,28 @@ CHILD_KINDS: Final = (
 WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet"})
 
 
+def colliding_name_endings() -> tuple[str, ...]:
+    """Route-name endings that would let two routes claim one child object.
+
+    Route X's child of suffix s and route Y's child of suffix s' (same kind, s != s') share a
+    name when X + s == Y + s', that is when Y == X + p with s == p + s'. Refusing route names
+    that end in such a p (non-empty) leaves every child name to one route. With the table as it
+    is: a Service named <route> and one named <route>-ollama, so "-ollama".
+    """
+    suffixes: dict[str, set[str]] = {}
+    for child in CHILD_KINDS:
+        if child.suffix is not None:
+            suffixes.setdefault(child.kind, set()).add(child.suffix)
+    endings = {
+        longer[: len(longer) - len(shorter)]
+        for kind_suffixes in suffixes.values()
+        for longer in kind_suffixes
+        for shorter in kind_suffixes
+        if longer != shorter and longer.endswith(shorter)
+    }
+    return tuple(sorted(endings))
+
+
 def prunable_children() -> tuple[ChildKind, ...]:
     return tuple(c for c in CHILD_KINDS if c.prunable)
 

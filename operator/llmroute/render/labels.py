@@ -1,6 +1,6 @@
 """The labels every child object of a route carries."""
 
-from typing import Final
+from typing import Any, Final
 
 ROUTE_LABEL: Final = "llmroute.dev/route"
 COMPONENT_LABEL: Final = "app.kubernetes.io/component"
@@ -10,6 +10,8 @@ OLLAMA_COMPONENT: Final = "ollama"
 CONFIG_HASH_ANNOTATION: Final = "llmroute.dev/config-hash"
 # The operator's own pods carry this name; proxies admit them for metrics scraping.
 OPERATOR_APP_NAME: Final = "llmroute-operator"
+# Every namespace carries its name in this label (set by the API server).
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 
 def _labels(route: str, name: str, component: str) -> dict[str, str]:
@@ -56,3 +58,18 @@ def component_selector(component: str) -> dict[str, str]:
 def proxy_pod_selector(route: str) -> str:
     """A label selector (the API's text form) for the proxy Pods of one route."""
     return f"{ROUTE_LABEL}={route},{COMPONENT_LABEL}={PROXY_COMPONENT}"
+
+
+def operator_ingress(operator_namespace: str | None, port: int) -> list[dict[str, Any]]:
+    """The NetworkPolicy ingress rule admitting the operator's pods on `port`, as a list.
+
+    Empty when the operator's namespace is unknown: a rule for the operator's label in every
+    namespace would admit any pod that copies the label (fail closed instead).
+    """
+    if not operator_namespace:
+        return []
+    peer = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: operator_namespace}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
+    }
+    return [{"from": [peer], "ports": [{"protocol": "TCP", "port": port}]}]

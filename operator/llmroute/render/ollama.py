@@ -18,9 +18,9 @@ from llmroute import versions
 from llmroute.api.route import Ollama, Route
 from llmroute.payloads import OLLAMA_PULL, payload_text
 from llmroute.render.labels import (
-    OPERATOR_APP_NAME,
     ollama_labels,
     ollama_selector,
+    operator_ingress,
     proxy_selector,
 )
 from llmroute.render.names import OLLAMA_PORT, ollama_name
@@ -82,14 +82,6 @@ def render_ollama_service(route: Route) -> dict[str, Any]:
 
 
 def render_ollama_network_policy(route: Route, operator_namespace: str | None) -> dict[str, Any]:
-    operator_peer: dict[str, Any] = {
-        "namespaceSelector": (
-            {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}
-            if operator_namespace
-            else {}
-        ),
-        "podSelector": {"matchLabels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
-    }
     port = [{"protocol": "TCP", "port": OLLAMA_PORT}]
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -109,7 +101,7 @@ def render_ollama_network_policy(route: Route, operator_namespace: str | None) -
                     "ports": port,
                 },
                 # The operator reads /api/tags for status.ollama.models.
-                {"from": [operator_peer], "ports": port},
+                *operator_ingress(operator_namespace, OLLAMA_PORT),
             ],
         },
     }

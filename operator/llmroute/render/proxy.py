@@ -13,7 +13,7 @@ from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE, KeyMount
 from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnv
 from llmroute.render.labels import (
     CONFIG_HASH_ANNOTATION,
-    OPERATOR_APP_NAME,
+    operator_ingress,
     proxy_labels,
     proxy_selector,
 )
@@ -98,14 +98,6 @@ def render_service(route: Route) -> dict[str, Any]:
 def render_network_policy(route: Route, operator_namespace: str | None) -> dict[str, Any]:
     # Default: only pods of the route's own namespace may call the gateway.
     peers: list[dict[str, Any]] = [dict(p) for p in route.access_from] or [{"podSelector": {}}]
-    operator_peer: dict[str, Any] = {
-        "namespaceSelector": (
-            {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}
-            if operator_namespace
-            else {}
-        ),
-        "podSelector": {"matchLabels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
-    }
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -122,11 +114,8 @@ def render_network_policy(route: Route, operator_namespace: str | None) -> dict[
                     "from": peers,
                     "ports": [{"protocol": "TCP", "port": PROXY_PORT}],
                 },
-                {
-                    # The operator scrapes every replica's /metrics for quota accounting.
-                    "from": [operator_peer],
-                    "ports": [{"protocol": "TCP", "port": PROXY_PORT}],
-                },
+                # The operator scrapes every replica's /metrics for quota accounting.
+                *operator_ingress(operator_namespace, PROXY_PORT),
             ],
         },
     }

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llmroute import kube, state
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.api.api_base_policy import api_base_errors
 from llmroute.api.route import Route, SpecError, parse_route
 from llmroute.api.validation import validate
 from llmroute.conditions import set_condition
@@ -31,6 +32,8 @@ from llmroute.route.status import (
     APPLY_FAILED,
     Refusal,
     applied_condition,
+    missing_secret_keys,
+    operator_access_condition,
     proxy_condition,
     refusal_condition,
     status_changed,
@@ -99,10 +102,20 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         refuse(
             "ConfigValid", "InvalidSpec", str(error), kopf.PermanentError(f"invalid spec: {error}")
         )
+    refused_bases = api_base_errors(parsed, state.api_base_policy())
+    if refused_bases:
+        message = "; ".join(str(e) for e in refused_bases)
+        refuse(
+            "ConfigValid",
+            "ApiBaseNotAllowed",
+            message,
+            kopf.PermanentError(f"apiBase not allowed: {message}"),
+        )
+    operator_namespace = state.operator_namespace()
     rendered = render_route(
         parsed,
         quotas=quota_effects_for_route(api, parsed.namespace, parsed.name),
-        operator_namespace=state.operator_namespace(),
+        operator_namespace=operator_namespace,
     )
     problems = check_litellm_config(rendered.config)
     if problems:
@@ -121,6 +134,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         "the spec renders a valid LiteLLM config",
         generation,
     )
+    conditions = operator_access_condition(conditions, operator_namespace, generation)
 
     missing = _missing_secrets(api, parsed.namespace, rendered)
     if missing:
@@ -141,6 +155,16 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     )
 
     owner = kube.owner_reference(route)
+    claimed = _claimed_by_others(api, rendered, owner)
+    if claimed:
+        message = "; ".join(claimed)
+        refuse(
+            "ConfigValid",
+            "ChildNameTaken",
+            message,
+            kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY),
+        )
+
     objects, storage_message, refusals = _prepare_objects(api, parsed.namespace, rendered, owner)
     # Every object is dry-run before any is applied: the objects are applied one by one, and
     # the proxies read the ConfigMap's auth policy live, so a refusal half-way would leave a
@@ -328,7 +352,6 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
     """Human-readable problems for referenced Secrets or keys that do not exist."""
     core = client.CoreV1Api(api)
     found: dict[str, dict | None] = {}
-    problems = []
     for ref in rendered.secret_refs:
         if ref.name not in found:
             try:
@@ -337,11 +360,23 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
                 if error.status != 404:
                     raise
                 found[ref.name] = None
-        data = found[ref.name]
-        if data is None:
-            problems.append(f"Secret {namespace}/{ref.name} not found ({ref.field})")
-        elif ref.key is not None and ref.key not in data:
-            problems.append(f"Secret {namespace}/{ref.name} has no key {ref.key!r} ({ref.field})")
+    return missing_secret_keys(rendered.secret_refs, namespace, found)
+
+
+def _claimed_by_others(api: client.ApiClient, rendered: RenderedRoute, owner: dict) -> list[str]:
+    """The children that exist already under another owner: never adopted or overwritten."""
+    problems = []
+    generated = [rendered.generated_secret] if rendered.generated_secret is not None else []
+    for obj in [*rendered.objects, *generated]:
+        meta = obj["metadata"]
+        existing = kube.get(api, obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        other = kube.foreign_owner(existing, owner)
+        if other is not None:
+            problems.append(
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} belongs to "
+                f"{other.get('kind')} {other.get('name')}: it is left alone; rename this route "
+                "or remove that object"
+            )
     return problems
 
 

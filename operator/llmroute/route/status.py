@@ -7,15 +7,27 @@ the others; they touch no cluster and are unit-tested on their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llmroute.api.route import SecretReference
 from llmroute.conditions import condition_status, ordered, set_condition
 
-# The route's condition types, in the order status lists them; Ready sums up the others.
+# The route's condition types, in the order status lists them.
 CONDITION_ORDER: Final = (
     "Ready",
+    "ConfigValid",
+    "SecretsResolved",
+    "Applied",
+    "ProxyAvailable",
+    "OllamaReady",
+    "OperatorAccess",
+)
+# The conditions Ready sums up: those without which the gateway does not serve. OperatorAccess
+# is information for the cluster admin (quota accounting and status.ollama need it; requests
+# do not), so it never holds back Ready.
+READY_INPUTS: Final = (
     "ConfigValid",
     "SecretsResolved",
     "Applied",
@@ -121,11 +133,34 @@ def proxy_condition(
     )
 
 
+def operator_access_condition(
+    conditions: list[dict], operator_namespace: str | None, generation: int | None
+) -> list[dict]:
+    """OperatorAccess: from which namespace the route's NetworkPolicies admit operator pods."""
+    if operator_namespace:
+        return set_condition(
+            conditions,
+            "OperatorAccess",
+            True,
+            "OperatorNamespace",
+            f"the NetworkPolicies admit operator pods from namespace {operator_namespace} only",
+            generation,
+        )
+    return set_condition(
+        conditions,
+        "OperatorAccess",
+        False,
+        "OperatorNamespaceUnknown",
+        "the operator's namespace is unknown (POD_NAMESPACE unset), so the NetworkPolicies "
+        "admit no operator pod: quota spend cannot be scraped and status.ollama not read from "
+        "a pod; the gateway serves as usual",
+        generation,
+    )
+
+
 def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
-    """`conditions` with Ready set from the others, in CONDITION_ORDER."""
-    failing = [
-        t for t in CONDITION_ORDER[1:] if condition_status(conditions, t) not in (None, "True")
-    ]
+    """`conditions` with Ready set from READY_INPUTS, in CONDITION_ORDER."""
+    failing = [t for t in READY_INPUTS if condition_status(conditions, t) not in (None, "True")]
     if failing and failing[0] == "Applied":
         applied = next(c for c in conditions if c.get("type") == "Applied")
         return ordered(
@@ -162,6 +197,29 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
         set_condition(conditions, "Ready", True, "Ready", "the gateway serves", generation),
         CONDITION_ORDER,
     )
+
+
+def missing_secret_keys(
+    refs: Iterable[SecretReference],
+    namespace: str,
+    secret_data: Mapping[str, Mapping[str, Any] | None],
+) -> list[str]:
+    """What SecretsResolved reports: each referenced Secret or key that does not exist.
+
+    secret_data: each referenced Secret's data (None: the Secret does not exist).
+    """
+    problems = []
+    for ref in refs:
+        data = secret_data.get(ref.name)
+        if data is None:
+            problem = f"Secret {namespace}/{ref.name} not found ({ref.field})"
+        elif ref.key is not None and ref.key not in data:
+            problem = f"Secret {namespace}/{ref.name} has no key {ref.key!r} ({ref.field})"
+        else:
+            continue
+        if problem not in problems:
+            problems.append(problem)
+    return problems
 
 
 def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
