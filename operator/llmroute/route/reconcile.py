@@ -6,6 +6,7 @@ typed Route. What the status says is decided by llmroute.route.status (pure).
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
@@ -22,9 +23,11 @@ from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.route import Route, SpecError, parse_route
 from llmroute.api.validation import validate
 from llmroute.conditions import set_condition
+from llmroute.payloads.gateway_auth import usable_key
 from llmroute.quota import quota_effects_for_route
 from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
+from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
 from llmroute.route.status import proxy_condition, status_changed, with_ready
@@ -265,10 +268,26 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
 def _create_master_key_secret(
     api: client.ApiClient, secret: dict, owner: dict, logger: logging.Logger
 ) -> None:
+    """Create the generated master-key Secret with a random key. One that exists is never
+    written (the operator may create Secrets, not change them); when it holds no usable key
+    (empty, or the placeholder older `llmroute render` printed) the gateway accepts no master
+    key, and the log says how to get one."""
     secret = _owned(secret, owner)
-    secret["stringData"] = {key: f"sk-{secrets.token_urlsafe(32)}" for key in secret["stringData"]}
-    if kube.create(api, secret) is not None:
-        logger.info("generated master key Secret %s", secret["metadata"]["name"])
+    name, namespace = secret["metadata"]["name"], secret["metadata"]["namespace"]
+    key = f"sk-{secrets.token_urlsafe(32)}"
+    if kube.create(api, {**secret, "stringData": {MASTER_KEY_SECRET_KEY: key}}) is not None:
+        logger.info("generated master key Secret %s", name)
+        return
+    existing = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    encoded = (existing.data or {}).get(MASTER_KEY_SECRET_KEY) or ""
+    current = base64.b64decode(encoded).decode("utf-8", errors="replace").strip()
+    if not usable_key(current):
+        logger.warning(
+            "master key Secret %s holds no usable key %r, so the gateway accepts no master key; "
+            "delete the Secret and the operator creates it with a random key",
+            name,
+            MASTER_KEY_SECRET_KEY,
+        )
 
 
 def _prune_optional_children(
