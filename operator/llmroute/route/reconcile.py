@@ -284,7 +284,8 @@ def _create_master_key_secret(
     if not usable_key(current):
         logger.warning(
             "master key Secret %s holds no usable key %r, so the gateway accepts no master key; "
-            "delete the Secret and the operator creates it with a random key",
+            "delete the Secret and the operator creates it with a random key when it next "
+            "reconciles the route",
             name,
             MASTER_KEY_SECRET_KEY,
         )
