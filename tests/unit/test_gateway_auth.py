@@ -205,6 +205,7 @@ GENERATE = "/v1beta/models/{model_name:path}:generateContent"
         ("/queue/chat/completions", {}, {"model": "a"}, {}, ["a"]),
         ("/fallback/{model}", {"model": "a"}, {}, {}, ["a"]),
         (None, {}, {"model": "a"}, {}, ["a"]),
+        ("/model/new", {}, {"model": {"not": "a name"}}, {}, []),
     ],
 )
 def test_requested_models_are_resolved_as_litellm_resolves_them(

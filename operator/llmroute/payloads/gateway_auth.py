@@ -370,7 +370,11 @@ def requested_models(
             break
     body_model = body.get("model")
     if body_model is not None and not isinstance(body_model, str):
-        raise GatewayAuthError(400, "the request's model must be a string", "invalid_request_error")
+        if endpoint in CALLER_ENDPOINTS:
+            raise GatewayAuthError(
+                400, "the request's model must be a string", "invalid_request_error"
+            )
+        body_model = None  # another endpoint's own field (management APIs), not a model name
     query_model = query.get("model") or None
     model = url_model or body_model or query_model
     for other, where in ((body_model, "body"), (query_model, "query")):
