@@ -200,23 +200,45 @@ class ServedRoute:
         return re.sub(r"\{[^}]+\}", value, self.template)
 
 
+WEBSOCKET = "WEBSOCKET"
+
+
 def litellm_routes() -> list[ServedRoute]:
-    """Every HTTP route of LiteLLM's app, its lazily registered features included."""
+    """Every HTTP and WebSocket route of LiteLLM's app, its lazily registered features
+    included (methods ("WEBSOCKET",) for a WebSocket route)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from fastapi.routing import APIRoute, iter_route_contexts
+    from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
     from litellm.proxy._lazy_features import register_all_features
     from litellm.proxy.proxy_server import app
 
     register_all_features(app)
     routes = {}
     for context in iter_route_contexts(app.routes):
-        if not isinstance(context.original_route, APIRoute):
-            continue  # websockets, mounted static files
-        template = context.original_route.path
-        methods = tuple(sorted(set(context.methods or ()) - {"HEAD", "OPTIONS"}))
-        params = tuple(context.original_route.param_convertors)
-        routes[(template, methods)] = ServedRoute(methods, template, params)
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            methods = tuple(sorted(set(context.methods or ()) - {"HEAD", "OPTIONS"}))
+        elif isinstance(route, APIWebSocketRoute):
+            methods = (WEBSOCKET,)
+        else:
+            continue  # mounted static files
+        params = tuple(route.param_convertors)
+        routes[(route.path, methods)] = ServedRoute(methods, route.path, params)
     return sorted(routes.values(), key=lambda r: (r.template, r.methods))
+
+
+def open_websocket(gateway: Gateway, path: str, key: str) -> None:
+    """Open a WebSocket and send one request on it, as a realtime client does."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    url = gateway.url.replace("http://", "ws://") + path
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        with connect(url, additional_headers=headers, open_timeout=60, proxy=None) as socket:
+            socket.send(json.dumps({"type": "response.create", "response": {"model": ATTACK}}))
+            socket.recv(timeout=10)
+    except (WebSocketException, OSError, TimeoutError):
+        pass  # refused or closed: what the smart upstream saw is what counts
 
 
 def attempts(route: ServedRoute) -> Iterator[tuple[str, str, dict[str, Any], dict[str, str]]]:
@@ -257,12 +279,17 @@ def test_no_route_lets_a_caller_reach_a_model_outside_its_allowlist(gateway: Gat
         "/engines/{model:path}/chat/completions",
         "/v1beta/models/{model_name:path}:generateContent",
         "/v1/messages",
+        "/v1/realtime",
     } <= templates
     reached = []
     tried = 0
     for route in routes:
         for method, path, body, headers in attempts(route):
-            status, text = call(gateway, method, path, CHEAP_CALLER_KEY, body, headers)
+            if method == WEBSOCKET:
+                open_websocket(gateway, path, CHEAP_CALLER_KEY)
+                status, text = 0, ""
+            else:
+                status, text = call(gateway, method, path, CHEAP_CALLER_KEY, body, headers)
             tried += 1
             if gateway.smart.request_count:
                 reached.append((method, path, status, text[:200]))
