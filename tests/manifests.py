@@ -13,6 +13,8 @@ from typing import Any
 from llmroute.api import API_VERSION
 
 DELETE = object()
+# What `llmroute render` once printed as the generated master key (a public value).
+OLD_RENDER_PLACEHOLDER = "generated-by-llmroute-on-create"
 
 ROUTE: dict[str, Any] = {
     "apiVersion": API_VERSION,

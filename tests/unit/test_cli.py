@@ -23,9 +23,8 @@ from llmroute.cli.tables import age, format_table, money
 from llmroute.cli.usage import group_usage, usage_table
 from llmroute.quota.counters import Usage
 from llmroute.quota.usage import UsageRow
-from llmroute.render import MASTER_KEY_PLACEHOLDER
+from manifests import OLD_RENDER_PLACEHOLDER, render_manifest
 from manifests import OPENAI_ROUTE as ROUTE
-from manifests import render_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
@@ -131,8 +130,7 @@ def test_render_k8s_prints_what_render_route_returns(example: Path) -> None:
     (route,) = [d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "LLMRoute"]
     route["metadata"]["namespace"] = "team-a"
     rendered = render_manifest(route)
-    expected = [rendered.generated_secret] if rendered.generated_secret else []
-    assert printed == expected + rendered.objects
+    assert printed == rendered.objects
     assert {o["metadata"]["namespace"] for o in printed} == {"team-a"}
     kinds = [o["kind"] for o in printed]
     assert {"ConfigMap", "Service", "Deployment", "NetworkPolicy"} <= set(kinds)
@@ -160,13 +158,18 @@ def test_render_admits_the_operator_only_from_the_namespace_it_is_told() -> None
     ]
 
 
-def test_render_k8s_writes_a_placeholder_not_a_key() -> None:
+@pytest.mark.parametrize("example", ROUTE_EXAMPLES, ids=lambda p: p.stem)
+def test_render_k8s_prints_no_secret(example: Path) -> None:
+    # Applied as it is, the output holds no key: the operator creates the generated master-key
+    # Secret with a random key (it used to be printed with a fixed, public value).
+    result = invoke("render", "-f", str(example))
+    assert result.exit_code == 0, result.stderr
+    assert "Secret" not in [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert OLD_RENDER_PLACEHOLDER not in result.stdout
+
+
+def test_render_k8s_prints_long_strings_as_literal_blocks() -> None:
     result = invoke("render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"))
-    secret = next(yaml.safe_load_all(result.stdout))
-    assert secret["kind"] == "Secret"
-    assert secret["metadata"]["name"] == "gateway-master-key"
-    assert secret["stringData"] == {"masterKey": MASTER_KEY_PLACEHOLDER}
-    # Long strings are literal blocks, readable in the output.
     assert "config.yaml: |" in result.stdout
 
 

@@ -19,7 +19,6 @@ import yaml
 
 from llmroute import versions
 from llmroute.api.route import SpecError, parse_route
-from llmroute.render import MASTER_KEY_PLACEHOLDER
 from llmroute.render.compose import (
     COMPOSE_OLLAMA_URL,
     OLLAMA_VOLUME,
@@ -27,7 +26,7 @@ from llmroute.render.compose import (
 )
 from llmroute.render.ollama import MODELS_DIR, READY_FILE
 from llmroute.render.sizing import limit_processes
-from manifests import compose_manifest, render_manifest
+from manifests import OLD_RENDER_PLACEHOLDER, compose_manifest, render_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((Path(__file__).parent / "data" / "compose-spec.json").read_text())
@@ -159,15 +158,15 @@ def test_no_secret_value_and_every_key_comes_from_the_environment() -> None:
         )
     )
     document = project.document
-    assert not any(MASTER_KEY_PLACEHOLDER in s for s in strings(document))
+    assert not any(OLD_RENDER_PLACEHOLDER in s for s in strings(document))
     # Secret-fed variables of the pod become ${VAR...} interpolations, nothing else.
     environment = proxy(project)["environment"]
     fed = {name: value for name, value in environment.items() if value.startswith("${")}
+    # The master key reaches the proxy as a file only (see the secrets below), never as a
+    # variable of its own.
     assert set(fed) == {
-        "LLMROUTE_MASTER_KEY",
         next(n for n in environment if n.startswith("LLMROUTE_SECRET_PROVIDER_KEYS_ANTHROPIC")),
     }
-    assert fed["LLMROUTE_MASTER_KEY"].startswith("${LLMROUTE_MASTER_KEY:?")
     assert any(v.startswith("${ANTHROPIC_API_KEY:?") for v in fed.values())
     # Key files come from variables as well, never from a file on disk.
     assert document["secrets"] == {

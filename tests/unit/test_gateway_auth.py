@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import yaml
 
 from llmroute.payloads import gateway_auth
 from llmroute.payloads.gateway_auth import GatewayAuth, GatewayAuthError, request_tags
-from manifests import render_manifest
+from manifests import OLD_RENDER_PLACEHOLDER, render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 MASTER = "sk-master-0123456789"
@@ -48,7 +49,6 @@ def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_atomically(keys_dir / files["support-bot"], SUPPORT + "\n")
     monkeypatch.setenv(gateway_auth.KEYS_DIR_ENV, str(keys_dir))
     monkeypatch.setenv(gateway_auth.POLICY_ENV, str(policy_file))
-    monkeypatch.delenv(gateway_auth.MASTER_KEY_ENV, raising=False)
     return keys_dir
 
 
@@ -104,13 +104,26 @@ def test_a_removed_key_file_revokes_the_key(keys: Path) -> None:
     refused(401, auth().authenticate, SUPPORT)
 
 
-def test_master_key_from_env_when_no_file_is_mounted(
-    keys: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_master_key_comes_only_from_its_file(keys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No fallback to the environment: what the pod started with must not outlive revocation.
+    monkeypatch.setenv("LLMROUTE_MASTER_KEY", MASTER)
+    monkeypatch.setenv(gateway_auth.LITELLM_MASTER_KEY_ENV, "sk-litellm-own-key")
+    refused(401, auth().authenticate, "sk-litellm-own-key")
+    write_atomically(keys / "master/token", "")
+    refused(401, auth().authenticate, MASTER)
+    write_atomically(keys / "master/token", MASTER)
+    assert auth().authenticate(MASTER).is_master
     (keys / "master/token").unlink()
     refused(401, auth().authenticate, MASTER)
-    monkeypatch.setenv(gateway_auth.MASTER_KEY_ENV, "from-env")
-    assert auth().authenticate("from-env").is_master
+
+
+def test_the_old_render_placeholder_never_authenticates(keys: Path) -> None:
+    placeholder = OLD_RENDER_PLACEHOLDER
+    assert not gateway_auth.usable_key(placeholder) and not gateway_auth.usable_key("")
+    write_atomically(keys / "master/token", placeholder + "\n")
+    refused(401, auth().authenticate, placeholder)
+    write_atomically(keys / "callers/billing/key", placeholder)
+    refused(401, auth().authenticate, placeholder)
 
 
 def test_missing_policy_fails_closed(keys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,10 +131,28 @@ def test_missing_policy_fails_closed(keys: Path, monkeypatch: pytest.MonkeyPatch
     refused(500, auth().authenticate, MASTER)
 
 
-def authorize(key: str, *, route="/v1/chat/completions", llm=True, model=None, tags=()):
+def authorize(
+    key: str,
+    *,
+    endpoint: str | None = "/v1/chat/completions",
+    model: object = None,
+    path: dict | None = None,
+    body: dict | None = None,
+    query: dict | None = None,
+    tags=(),
+):
     gateway = auth()
+    request_body = dict(body or {})
+    if model is not None:
+        request_body["model"] = model
     gateway.authorize(
-        gateway.authenticate(key), route=route, is_model_api_route=llm, model=model, tags=tags
+        gateway.authenticate(key),
+        route=endpoint or "/unknown",
+        endpoint=endpoint,
+        path_params=path or {},
+        body=request_body,
+        query=query or {},
+        tags=tags,
     )
 
 
@@ -130,15 +161,119 @@ def test_callers_are_limited_to_their_models_and_tags(keys: Path) -> None:
     authorize(BILLING, model="summarizer", tags=["task:summarize"])
     assert refused(403, authorize, BILLING, model="smart").error_type == "key_model_access_denied"
     refused(403, authorize, BILLING, model=None)
-    authorize(BILLING, route="/v1/models", model=None)
+    authorize(BILLING, endpoint="/v1/models")
     error = refused(403, authorize, BILLING, model="summarizer", tags=["summarize", "task:triage"])
     assert "task:triage" in error.message
     refused(403, authorize, BILLING, model="summarizer", tags=["env:prod"])
     # No allow-lists: any model and tag of the route.
     authorize(SUPPORT, model="smart", tags=["anything"])
     # Callers use the model APIs only; the master key may use the rest.
-    refused(403, authorize, SUPPORT, route="/key/generate", llm=False)
-    authorize(MASTER, route="/key/generate", llm=False)
+    refused(403, authorize, SUPPORT, endpoint="/key/generate")
+    authorize(MASTER, endpoint="/key/generate")
+
+
+ENGINES = "/engines/{model:path}/chat/completions"
+GENERATE = "/v1beta/models/{model_name:path}:generateContent"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "body", "query", "expected"),
+    [
+        ("/v1/chat/completions", {}, {"model": "smart"}, {}, ["smart"]),
+        ("/v1/chat/completions", {}, {"model": "a, b"}, {}, ["a", "b"]),
+        ("/v1/chat/completions", {}, {}, {"model": "smart"}, ["smart"]),
+        ("/v1/chat/completions", {}, {}, {}, []),
+        (ENGINES, {"model": "smart"}, {}, {}, ["smart"]),
+        (ENGINES, {"model": "smart"}, {"model": "smart"}, {}, ["smart"]),
+        ("/openai/deployments/{model:path}/embeddings", {"model": "x"}, {}, {}, ["x"]),
+        (GENERATE, {"model_name": "smart"}, {"contents": []}, {}, ["smart"]),
+        ("/v1/models/{model_id}", {"model_id": "smart"}, {}, {}, ["smart"]),
+        ("/v1/models", {}, {"model": "ignored"}, {}, []),
+        # Fallbacks the body asks for are models the request may reach.
+        ("/v1/chat/completions", {}, {"model": "a", "fallbacks": ["b", "c"]}, {}, ["a", "b", "c"]),
+        ("/chat/completions", {}, {"model": "a", "fallbacks": [{"model": "b"}]}, {}, ["a", "b"]),
+        ("/completions", {}, {"model": "a", "fallbacks": [{"a": ["b"]}]}, {}, ["a", "b"]),
+        ("/v1/messages", {}, {"model": "a", "context_window_fallbacks": ["b"]}, {}, ["a", "b"]),
+        (
+            "/v1/responses",
+            {},
+            {"model": "a", "context_window_fallbacks": [{"model": "b", "api_base": "u"}]},
+            {},
+            ["a", "b", "api_base", "u"],
+        ),
+        # Master-key requests to other endpoints: a path parameter naming a model counts.
+        ("/queue/chat/completions", {}, {"model": "a"}, {}, ["a"]),
+        ("/fallback/{model}", {"model": "a"}, {}, {}, ["a"]),
+        (None, {}, {"model": "a"}, {}, ["a"]),
+        ("/model/new", {}, {"model": {"not": "a name"}}, {}, []),
+    ],
+)
+def test_requested_models_are_resolved_as_litellm_resolves_them(
+    endpoint: str | None, path: dict, body: dict, query: dict, expected: list[str]
+) -> None:
+    assert gateway_auth.requested_models(endpoint, path, body, query) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "body", "query"),
+    [
+        (ENGINES, {"model": "smart"}, {"model": "cheap"}, {}),
+        ("/openai/deployments/{model:path}/completions", {"model": "smart"}, {"model": "c"}, {}),
+        (GENERATE, {"model_name": "smart"}, {"model": "cheap"}, {}),
+        ("/v1/chat/completions", {}, {"model": "cheap"}, {"model": "smart"}),
+        (ENGINES, {"model": "smart"}, {}, {"model": "cheap"}),
+        ("/v1/chat/completions", {}, {"model": ["cheap", "smart"]}, {}),
+    ],
+)
+def test_a_request_naming_two_models_is_refused(
+    endpoint: str, path: dict, body: dict, query: dict
+) -> None:
+    error = refused(400, gateway_auth.requested_models, endpoint, path, body, query)
+    assert error.error_type == "invalid_request_error"
+
+
+def test_the_url_model_is_what_a_caller_is_checked_against(keys: Path) -> None:
+    authorize(BILLING, endpoint=ENGINES, path={"model": "summarizer"}, tags=["summarize"])
+    error = refused(403, authorize, BILLING, endpoint=ENGINES, path={"model": "smart"})
+    assert "'smart'" in error.message
+    refused(400, authorize, BILLING, endpoint=ENGINES, path={"model": "smart"}, model="summarizer")
+    refused(403, authorize, BILLING, endpoint=GENERATE, path={"model_name": "smart"})
+    refused(403, authorize, BILLING, endpoint="/v1/models/{model_id}", path={"model_id": "smart"})
+    authorize(BILLING, endpoint="/v1/models/{model_id}", path={"model_id": "summarizer"})
+
+
+def test_fallbacks_outside_the_allowlist_are_refused(keys: Path) -> None:
+    for fallbacks in (["smart"], [{"model": "smart"}], [{"summarizer": ["smart"]}], "smart"):
+        for field in gateway_auth.FALLBACK_FIELDS:
+            body = {field: fallbacks}
+            error = refused(403, authorize, BILLING, model="summarizer", body=body)
+            assert "'smart'" in error.message
+    authorize(BILLING, model="summarizer", body={"fallbacks": ["summarizer"]})
+
+
+def test_listing_routes_match_exactly(keys: Path) -> None:
+    authorize(BILLING, endpoint="/models")
+    authorize(BILLING, endpoint="/v1/models")
+    # Paths that merely start like a listing route are other endpoints.
+    for endpoint in ("/models/{model_name:path}:generateContent", "/v1/models/{model_id}"):
+        refused(403, authorize, BILLING, endpoint=endpoint, path={"model_name": "smart"})
+    for endpoint in ("/model/info", "/v1/model/info", "/model_group/info", "/models/x"):
+        refused(403, authorize, BILLING, endpoint=endpoint)
+
+
+def test_callers_are_refused_endpoints_the_hook_cannot_check(keys: Path) -> None:
+    for endpoint in (
+        None,
+        "/v1/batches",
+        "/v1/files",
+        "/v1/fine_tuning/jobs",
+        "/queue/chat/completions",
+        "/anthropic/{endpoint:path}",
+        "/v1/realtime",
+        "/v1/responses/{response_id}",
+    ):
+        refused(403, authorize, SUPPORT, endpoint=endpoint, model="smart")
+        refused(403, authorize, BILLING, endpoint=endpoint, model="summarizer")
 
 
 def test_quota_rejected_models_answer_429(keys: Path) -> None:
@@ -151,6 +286,11 @@ def test_quota_rejected_models_answer_429(keys: Path) -> None:
     assert error.error_type == "budget_exceeded"
     refused(429, authorize, SUPPORT, model="smart")
     authorize(SUPPORT, model="summarizer")
+    # Wherever the request names the model: the URL, a comma list, a fallback.
+    refused(429, authorize, SUPPORT, endpoint=ENGINES, path={"model": "smart"})
+    refused(429, authorize, SUPPORT, model="summarizer,smart")
+    refused(429, authorize, SUPPORT, model="summarizer", body={"fallbacks": ["smart"]})
+    refused(429, authorize, MASTER, endpoint="/fallback/{model}", path={"model": "smart"})
 
 
 def test_request_tags_are_read_where_litellm_reads_them() -> None:
@@ -176,8 +316,20 @@ def test_shipped_module_imports_only_the_standard_library_and_litellm() -> None:
 
 # -- through LiteLLM's own types (imports litellm: a few seconds, once) ----------------------
 
+# Importing litellm must not fetch its price map from the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-def request(path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+
+def request(
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    endpoint: str | None = None,
+    path_params: dict[str, str] | None = None,
+):
+    """A request as LiteLLM's app hands it to the hook: routed, so the scope carries the
+    matched route (its template) and the path parameters."""
     from starlette.requests import Request
 
     payload = json.dumps(body or {}).encode()
@@ -204,13 +356,23 @@ def request(path: str, body: dict[str, Any] | None = None, headers: dict[str, st
         "client": ("127.0.0.1", 12345),
         "server": ("127.0.0.1", 4000),
         "scheme": "http",
+        "route": SimpleNamespace(path=endpoint or path),
+        "path_params": path_params or {},
     }
     return Request(scope, receive)
 
 
-def hook(path: str, key: str, body: dict[str, Any] | None = None, **headers: str):
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    return asyncio.run(gateway_auth.user_api_key_auth(request(path, body, headers), key))
+def hook(
+    path: str,
+    key: str,
+    body: dict[str, Any] | None = None,
+    *,
+    endpoint: str | None = None,
+    path_params: dict[str, str] | None = None,
+    **headers: str,
+):
+    routed = request(path, body, headers, endpoint=endpoint, path_params=path_params)
+    return asyncio.run(gateway_auth.user_api_key_auth(routed, key))
 
 
 def test_litellm_hook_labels_requests_with_the_callers_name(keys: Path) -> None:
@@ -238,6 +400,44 @@ def test_litellm_hook_raises_proxy_exceptions_with_the_status(keys: Path) -> Non
         with pytest.raises(ProxyException) as error:
             hook(path, key, body, **headers)
         assert error.value.code == code, (path, key, error.value.message)
+
+
+def test_litellm_hook_reads_the_model_from_the_matched_route(keys: Path) -> None:
+    from litellm.proxy._types import ProxyException
+
+    engines = {"endpoint": ENGINES, "path_params": {"model": "smart"}}
+    with pytest.raises(ProxyException) as error:
+        hook("/engines/smart/chat/completions", BILLING, {"model": "summarizer"}, **engines)
+    assert error.value.code == "400"
+    with pytest.raises(ProxyException) as error:
+        hook("/engines/smart/chat/completions", BILLING, {"tags": ["summarize"]}, **engines)
+    assert error.value.code == "403"
+    token = hook(
+        "/engines/summarizer/chat/completions",
+        BILLING,
+        {"tags": ["summarize"]},
+        endpoint=ENGINES,
+        path_params={"model": "summarizer"},
+    )
+    assert token.key_alias == "billing"
+
+
+def test_caller_endpoints_are_routes_litellm_serves() -> None:
+    """Every template of CALLER_ENDPOINTS is the template of a route in LiteLLM's app (with its
+    lazily registered features), and its model parameter is one of that route's parameters."""
+    from fastapi.routing import iter_route_contexts
+    from litellm.proxy._lazy_features import register_all_features
+    from litellm.proxy.proxy_server import app
+
+    register_all_features(app)
+    served = {}
+    for context in iter_route_contexts(app.routes):
+        template = getattr(context.original_route, "path", None)
+        served[template] = set(getattr(context, "param_convertors", None) or {})
+    for endpoint, param in gateway_auth.CALLER_ENDPOINTS.items():
+        assert endpoint in served, endpoint
+        if param:
+            assert param in served[endpoint], (endpoint, param)
 
 
 def test_litellm_hook_lets_public_routes_through(keys: Path) -> None:

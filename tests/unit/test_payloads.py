@@ -8,11 +8,13 @@ pods get them, and check each payload against them.
 from __future__ import annotations
 
 import inspect
+import os
 import posixpath
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from llmroute import client
@@ -80,13 +82,36 @@ def test_every_key_file_of_the_policy_is_mounted_where_the_hook_reads_it() -> No
         assert name in {item["path"] for item in secrets[volume]["items"]}
 
 
-def test_the_master_key_reaches_the_hook_through_its_variable() -> None:
+def test_the_master_key_reaches_the_hook_only_as_its_file() -> None:
     rendered = render_case("callers-access")
-    env = {e["name"]: e for e in only_container(workload(rendered, "Deployment"))["env"]}
-    ref = env[gateway_auth.MASTER_KEY_ENV]["valueFrom"]["secretKeyRef"]
-    assert (ref["name"], ref["key"]) == ("gateway-admin", "token")  # spec.auth.masterKeySecretRef
+    deployment = workload(rendered, "Deployment")
+    env = {e["name"]: e for e in only_container(deployment)["env"]}
+    # No variable carries the route's master key (it would outlive revocation).
+    assert not any(
+        (e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name") == "gateway-admin"
+        for e in env.values()
+    )
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    master = volumes["master-key"]["secret"]
+    assert master["secretName"] == "gateway-admin"  # spec.auth.masterKeySecretRef
+    assert master["optional"] is True  # a removed key leaves no file: revoked
+    # LiteLLM's own master key is the random one every worker sets for itself.
     master_key = rendered.config["general_settings"]["master_key"]
-    assert master_key == f"os.environ/{gateway_auth.MASTER_KEY_ENV}"
+    assert master_key == f"os.environ/{gateway_auth.LITELLM_MASTER_KEY_ENV}"
+    module, function = env["LITELLM_WORKER_STARTUP_HOOKS"]["value"].split(":")
+    assert callable(getattr(gateway_auth, function))
+    assert module == rendered.config["general_settings"]["custom_auth"].split(".")[0]
+    assert env["PYTHONPATH"]["value"] == "/etc/litellm"
+
+
+def test_seal_gives_litellm_a_fresh_random_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(gateway_auth.LITELLM_MASTER_KEY_ENV, "sk-set-by-someone")
+    gateway_auth.seal_litellm_master_key()
+    first = os.environ[gateway_auth.LITELLM_MASTER_KEY_ENV]
+    gateway_auth.seal_litellm_master_key()
+    assert first != "sk-set-by-someone"
+    assert os.environ[gateway_auth.LITELLM_MASTER_KEY_ENV] != first
+    assert len(first) > 32
 
 
 def test_task_tags_have_the_form_the_hook_and_the_client_use() -> None:

@@ -27,8 +27,7 @@ from llmroute.api.validation import (
     RESERVED_PROXY_ENV_PREFIX,
 )
 from llmroute.payloads import gateway_auth as gateway_auth_module
-from llmroute.render import MASTER_KEY_PLACEHOLDER
-from llmroute.render.credentials import MASTER_KEY_ENV, secret_env_var
+from llmroute.render.credentials import secret_env_var
 from llmroute.render.proxy import AUTH_MODULE_FILE
 from manifests import render_manifest
 
@@ -218,7 +217,7 @@ def test_child_objects_carry_the_contract_labels_and_no_owner_references() -> No
     ]
 
 
-def test_generated_master_key_secret_holds_only_the_placeholder() -> None:
+def test_generated_master_key_secret_holds_no_key() -> None:
     rendered = render_case("priority-chain")
     assert rendered.generated_secret == {
         "apiVersion": "v1",
@@ -229,7 +228,6 @@ def test_generated_master_key_secret_holds_only_the_placeholder() -> None:
             "labels": rendered.generated_secret["metadata"]["labels"],
         },
         "type": "Opaque",
-        "stringData": {"masterKey": MASTER_KEY_PLACEHOLDER},
     }
     # A referenced master key means nothing to generate.
     assert render_case("callers-access").generated_secret is None
@@ -240,9 +238,9 @@ def test_master_key_secret_name_can_be_chosen_by_the_handler() -> None:
     rendered = render_manifest(route, master_key_secret="adopted-key")
     assert rendered.generated_secret is not None
     assert rendered.generated_secret["metadata"]["name"] == "adopted-key"
-    container = objects_by_kind(rendered)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    master_env = next(e for e in container["env"] if e["name"] == MASTER_KEY_ENV)
-    assert master_env["valueFrom"]["secretKeyRef"]["name"] == "adopted-key"
+    pod = objects_by_kind(rendered)["Deployment"]["spec"]["template"]["spec"]
+    master = next(v for v in pod["volumes"] if v["name"] == "master-key")
+    assert master["secret"]["secretName"] == "adopted-key"
 
 
 def test_proxy_pod_is_locked_down() -> None:

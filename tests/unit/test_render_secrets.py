@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import MULTI_VALUE_CREDENTIALS
-from llmroute.render import MASTER_KEY_PLACEHOLDER
+from llmroute.render.credentials import LITELLM_MASTER_KEY_ENV
 from llmroute.render.litellm_config import NO_KEY
 from manifests import render_manifest
 
@@ -163,6 +163,12 @@ def test_credentials_are_environment_references_fed_by_secret_key_refs(route) ->
                 visit(item)
 
     visit(rendered.config)
+    # LiteLLM's own master key is no Secret's: each worker sets a random one at start.
+    assert rendered.config["general_settings"]["master_key"] == (
+        f"os.environ/{LITELLM_MASTER_KEY_ENV}"
+    )
+    referenced.discard(LITELLM_MASTER_KEY_ENV)
+    assert LITELLM_MASTER_KEY_ENV not in literal | set(from_secrets)
     assert referenced <= set(from_secrets)
     assert not referenced & literal
     # Every Secret-fed variable reads a key the route names, and nothing else.
@@ -170,11 +176,11 @@ def test_credentials_are_environment_references_fed_by_secret_key_refs(route) ->
     if rendered.generated_secret is not None:
         allowed.add((rendered.generated_secret["metadata"]["name"], "masterKey"))
     assert {(r["name"], r["key"]) for r in from_secrets.values()} <= allowed
-    # No object but the generated master-key Secret carries Secret data, and that only the
-    # placeholder the handler replaces at creation.
+    # No object carries Secret data, the generated master-key Secret included (the handler
+    # writes its random key).
     for obj in rendered.objects:
         assert obj["kind"] != "Secret"
         assert "stringData" not in obj
     if rendered.generated_secret is not None:
-        assert rendered.generated_secret["stringData"] == {"masterKey": MASTER_KEY_PLACEHOLDER}
+        assert "stringData" not in rendered.generated_secret
         assert "data" not in rendered.generated_secret

@@ -112,7 +112,14 @@ LITELLM_OWNED_SETTINGS: Final[Mapping[str, frozenset[str]]] = {
 MERGED_LITELLM_SETTINGS: Final = ("callbacks",)
 # The proxy container's variables that llmroute sets; spec.proxy.env may not replace them.
 RESERVED_PROXY_ENV: Final = frozenset(
-    {"DISABLE_ADMIN_UI", "HOME", "LITELLM_LOCAL_MODEL_COST_MAP", "LITELLM_LOG"}
+    {
+        "DISABLE_ADMIN_UI",
+        "HOME",
+        "LITELLM_LOCAL_MODEL_COST_MAP",
+        "LITELLM_LOG",
+        "LITELLM_WORKER_STARTUP_HOOKS",
+        "PYTHONPATH",
+    }
 )
 RESERVED_PROXY_ENV_PREFIX: Final = "LLMROUTE_"
 

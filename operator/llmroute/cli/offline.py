@@ -179,9 +179,9 @@ def render(
 
     --format k8s (default): the child objects the operator would apply, as a multi-document
     YAML stream: ConfigMap, NetworkPolicy, Service, Deployment, and a PodDisruptionBudget or
-    HorizontalPodAutoscaler when the spec asks for them. A route without
-    spec.auth.masterKeySecretRef gets the Secret <route>-master-key first; its value here is
-    a placeholder: the operator writes a random key when it creates the Secret.
+    HorizontalPodAutoscaler when the spec asks for them. The output holds no key: a route
+    without spec.auth.masterKeySecretRef reads its master key from the Secret
+    <route>-master-key, which the operator creates with a random key; it is not printed.
 
     --format compose: a Compose file (Docker Compose 2.23.1 or newer) that runs the route's
     LiteLLM proxy on this machine at http://127.0.0.1:4000 with the config the operator would
@@ -239,11 +239,11 @@ def render(
                 if output_format == "compose":
                     projects.append((body, render_compose(route, quotas=effects)))
                 else:
+                    # Without the generated master-key Secret: the operator creates it with a
+                    # random key, and nothing printed here can become the gateway's key.
                     rendered = render_route(
                         route, quotas=effects, operator_namespace=operator_namespace
                     )
-                    if rendered.generated_secret is not None:
-                        objects.append(rendered.generated_secret)
                     objects.extend(rendered.objects)
             except SpecError as error:
                 errors = [str(error)]

@@ -26,7 +26,6 @@ from llmroute.render.litellm_config import render_litellm_config
 from llmroute.render.names import endpoint, master_key_secret_name
 from llmroute.render.ollama import render_ollama_objects
 from llmroute.render.proxy import (
-    MASTER_KEY_PLACEHOLDER,
     master_key_ref,
     render_config_map,
     render_deployment,
@@ -39,7 +38,6 @@ from llmroute.render.proxy import (
 from llmroute.render.quota_effects import plan_routing
 
 __all__ = [
-    "MASTER_KEY_PLACEHOLDER",
     "RenderedRoute",
     "check_litellm_config",
     "config_hash",
@@ -131,7 +129,6 @@ def render_route(
         render_deployment(
             parsed,
             config_hash=digest,
-            master=master,
             secret_envs=envs.envs(),
             key_mounts=mounts,
         ),

@@ -12,7 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+# The variable a Compose file reads the route's master key from (in a cluster the key reaches
+# the proxy only as a mounted file, so emptying the Secret revokes it at once).
 MASTER_KEY_ENV: Final = "LLMROUTE_MASTER_KEY"
+# LiteLLM's own master key (general_settings.master_key): not the route's, but a random value
+# each worker sets for itself at start (payloads/gateway_auth.py, seal_litellm_master_key).
+LITELLM_MASTER_KEY_ENV: Final = "LLMROUTE_LITELLM_MASTER_KEY"
 
 
 def secret_env_var(secret: str, key: str) -> str:

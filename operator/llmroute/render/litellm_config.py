@@ -11,13 +11,15 @@ import math
 from typing import Any, Final
 
 from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target, deployment_id
-from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnvs, env_ref
+from llmroute.render.credentials import LITELLM_MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.quota_effects import PlannedTarget, RoutingPlan
 from llmroute.render.sizing import limit_processes
 
 AUTH_MODULE: Final = "llmroute_auth"
 AUTH_FUNCTION: Final = f"{AUTH_MODULE}.user_api_key_auth"
+# Run by every LiteLLM worker before it reads the config (LITELLM_WORKER_STARTUP_HOOKS).
+STARTUP_HOOK: Final = f"{AUTH_MODULE}:seal_litellm_master_key"
 
 # Prefixes of litellm_params.model, by spec provider.
 PROVIDER_PREFIX: Final = {
@@ -164,7 +166,10 @@ def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> 
         },
         "litellm_settings": {**litellm_settings, **extra.litellm_settings, "callbacks": callbacks},
         "general_settings": {
-            "master_key": env_ref(MASTER_KEY_ENV),
+            # LiteLLM will not start without a master key and accepts it on paths that skip
+            # custom_auth; this one is random per worker and known to no one, so the route's
+            # master key (read by the hook from its file) is the only one, and revocable.
+            "master_key": env_ref(LITELLM_MASTER_KEY_ENV),
             # Without a database LiteLLM answers a wrong key with 400 "No connected db.";
             # the hook answers 401, knows the route's callers, and reads rotated keys.
             "custom_auth": AUTH_FUNCTION,

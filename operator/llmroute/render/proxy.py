@@ -10,13 +10,14 @@ from typing import Any, Final
 from llmroute import versions
 from llmroute.api.route import Route, SecretKeyRef
 from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE, KeyMount
-from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnv
+from llmroute.render.credentials import SecretEnv
 from llmroute.render.labels import (
     CONFIG_HASH_ANNOTATION,
     operator_ingress,
     proxy_labels,
     proxy_selector,
 )
+from llmroute.render.litellm_config import STARTUP_HOOK
 from llmroute.render.names import (
     MASTER_KEY_SECRET_KEY,
     PROXY_PORT,
@@ -30,9 +31,6 @@ PROXY_CONTAINER: Final = "litellm"
 CONFIG_DIR: Final = "/etc/litellm"
 CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
-# The handler replaces it with a random key when it creates the Secret; render stays
-# deterministic and never holds a key.
-MASTER_KEY_PLACEHOLDER: Final = "generated-by-llmroute-on-create"
 # An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
 RUN_AS_USER: Final = 65532
 # Workers are recycled after this many requests (jittered, so they do not all restart at once),
@@ -63,6 +61,9 @@ def render_config_map(
 
 
 def render_master_key_secret(route: Route, name: str) -> dict[str, Any]:
+    """The generated master-key Secret, without any key: render stays deterministic and never
+    holds a usable key. The operator creates it with a random key, or fills it with one when it
+    exists without a usable key (e.g. applied from `llmroute render`)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -72,7 +73,6 @@ def render_master_key_secret(route: Route, name: str) -> dict[str, Any]:
             "labels": proxy_labels(route.name),
         },
         "type": "Opaque",
-        "stringData": {MASTER_KEY_SECRET_KEY: MASTER_KEY_PLACEHOLDER},
     }
 
 
@@ -136,15 +136,14 @@ def _proxy_args(workers: int) -> list[str]:
     return args
 
 
-def _env(route: Route, master: SecretKeyRef, secret_envs: list[SecretEnv]) -> list[dict[str, Any]]:
+def _env(route: Route, secret_envs: list[SecretEnv]) -> list[dict[str, Any]]:
+    # No master key here: the hook reads it from its mounted file only, so emptying the Secret
+    # revokes it at once (a variable would keep the value the pod started with).
     env: list[dict[str, Any]] = [
-        {
-            "name": MASTER_KEY_ENV,
-            "valueFrom": {
-                "secretKeyRef": {"name": master.name, "key": master.key, "optional": False}
-            },
-        },
         *(e.manifest() for e in secret_envs),
+        # Each worker gives LiteLLM's own master key a random value before reading the config.
+        {"name": "LITELLM_WORKER_STARTUP_HOOKS", "value": STARTUP_HOOK},
+        {"name": "PYTHONPATH", "value": CONFIG_DIR},
         # Use the price map shipped with the pinned release; never fetch one at start-up.
         {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
         {"name": "LITELLM_LOG", "value": route.proxy.log_level},
@@ -190,6 +189,9 @@ def _volumes(
                     # Only the one key: the pod gets nothing else from a shared Secret.
                     "items": [{"key": key.ref.key, "path": key.ref.key}],
                     "defaultMode": 0o440,
+                    # A key removed from its Secret (or the Secret deleted) leaves no file, which
+                    # revokes it; required, kubelet would keep serving the last file it wrote.
+                    "optional": True,
                 },
             }
         )
@@ -204,7 +206,6 @@ def render_deployment(
     route: Route,
     *,
     config_hash: str,
-    master: SecretKeyRef,
     secret_envs: list[SecretEnv],
     key_mounts: list[KeyMount],
 ) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def render_deployment(
         "command": ["litellm"],
         "args": _proxy_args(workers),
         "ports": [{"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"}],
-        "env": _env(route, master, secret_envs),
+        "env": _env(route, secret_envs),
         "resources": route.proxy.resources,
         # Start-up takes 6-9 s with one worker; allow for slow nodes and more workers.
         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},

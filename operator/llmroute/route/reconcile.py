@@ -6,6 +6,7 @@ typed Route. What the status says is decided by llmroute.route.status (pure).
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
@@ -23,9 +24,11 @@ from llmroute.api.api_base_policy import api_base_errors
 from llmroute.api.route import Route, SpecError, parse_route
 from llmroute.api.validation import validate
 from llmroute.conditions import set_condition
+from llmroute.payloads.gateway_auth import usable_key
 from llmroute.quota import quota_effects_for_route
 from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
+from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
 from llmroute.route.status import (
@@ -383,15 +386,32 @@ def _claimed_by_others(api: client.ApiClient, rendered: RenderedRoute, owner: di
 def _create_master_key_secret(
     api: client.ApiClient, secret: dict, owner: dict, logger: logging.Logger
 ) -> None:
+    """Create the generated master-key Secret with a random key. One that exists is never
+    written (the operator may create Secrets, not change them); when it holds no usable key
+    (empty, or the placeholder older `llmroute render` printed) the gateway accepts no master
+    key, and the log says how to get one."""
     secret = _owned(secret, owner)
-    secret["stringData"] = {key: f"sk-{secrets.token_urlsafe(32)}" for key in secret["stringData"]}
+    name, namespace = secret["metadata"]["name"], secret["metadata"]["namespace"]
+    key = f"sk-{secrets.token_urlsafe(32)}"
     try:
-        created = kube.create(api, secret)
+        created = kube.create(api, {**secret, "stringData": {MASTER_KEY_SECRET_KEY: key}})
+        if created is not None:
+            logger.info("generated master key Secret %s", name)
+            return
+        existing = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
     except ApiException as error:
         # The API's message names the Secret, never its data.
-        raise _Refused(_refusal("create", "Secret", secret["metadata"]["name"], error)) from error
-    if created is not None:
-        logger.info("generated master key Secret %s", secret["metadata"]["name"])
+        raise _Refused(_refusal("create", "Secret", name, error)) from error
+    encoded = (existing.data or {}).get(MASTER_KEY_SECRET_KEY) or ""
+    current = base64.b64decode(encoded).decode("utf-8", errors="replace").strip()
+    if not usable_key(current):
+        logger.warning(
+            "master key Secret %s holds no usable key %r, so the gateway accepts no master key; "
+            "delete the Secret and the operator creates it with a random key when it next "
+            "reconciles the route",
+            name,
+            MASTER_KEY_SECRET_KEY,
+        )
 
 
 def _prune_optional_children(
