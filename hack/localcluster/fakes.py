@@ -174,6 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.server.track(self.connection)
 
+    def handle(self) -> None:
+        # A client (the proxy's connection pool) may reset an idle keep-alive connection.
+        with contextlib.suppress(ConnectionError):
+            super().handle()
+
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
@@ -537,8 +542,10 @@ class FakeProvider:
 
         with ex.stream("text/event-stream") as write:
             yield send
-        with self._lock:
-            self._completed_streams += 1
+            # Counted before the body's end goes out: a client that has read the whole
+            # answer finds the stream counted.
+            with self._lock:
+                self._completed_streams += 1
 
     def _error(
         self,
