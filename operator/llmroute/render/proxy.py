@@ -30,6 +30,7 @@ PROXY_CONTAINER: Final = "litellm"
 CONFIG_DIR: Final = "/etc/litellm"
 CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
+STREAM_USAGE_MODULE_FILE: Final = "llmroute_stream_usage.py"
 # The handler replaces it with a random key when it creates the Secret; render stays
 # deterministic and never holds a key.
 MASTER_KEY_PLACEHOLDER: Final = "generated-by-llmroute-on-create"
@@ -44,7 +45,11 @@ PRE_STOP_SLEEP_SECONDS: Final = 5
 
 
 def render_config_map(
-    route: Route, config_yaml: str, auth_module: str, auth_policy_json: str
+    route: Route,
+    config_yaml: str,
+    auth_module: str,
+    auth_policy_json: str,
+    stream_usage_module: str,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -58,6 +63,7 @@ def render_config_map(
             CONFIG_FILE: config_yaml,
             AUTH_MODULE_FILE: auth_module,
             POLICY_FILE: auth_policy_json,
+            STREAM_USAGE_MODULE_FILE: stream_usage_module,
         },
     }
 
