@@ -332,7 +332,7 @@ class ChatStream:
         if chunk is None:
             try:
                 chunk = self._read_chunk()
-            except LLMRouteError:
+            except LLMRouteError:  # reported by the gateway; some are OSErrors too
                 raise
             except (OSError, http.client.HTTPException) as e:
                 raise self._broken(e) from None
