@@ -9,7 +9,11 @@ localcluster.tinymodel.) Each fake here is a small threaded HTTP server (stdlib 
 - replies with a text naming the fake and the model (tests see who answered) and fixed
   token usage (tests can compute the expected spend);
 - switches at runtime between behaviours: ``ok``, ``error500``, ``ratelimit429`` (with
-  ``Retry-After``) and ``hang`` (holds the request until the fake stops);
+  ``Retry-After``) and ``hang`` (holds the request until the fake stops), for every request
+  or only for the next few (``fail_next``);
+- streams at a chosen pace (``chunk_delay`` between events) and can hold a stream after its
+  first text delta until a test releases it (``stream_gate``), so a test can see chunks
+  reach the client before the upstream has sent the last one;
 - records every request, authentication headers included, so a test can check which key
   the proxy forwarded;
 - rejects a wrong or missing key with 401 when ``required_key`` is set.
@@ -170,6 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.server.track(self.connection)
 
+    def handle(self) -> None:
+        # A client (the proxy's connection pool) may reset an idle keep-alive connection.
+        with contextlib.suppress(ConnectionError):
+            super().handle()
+
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
@@ -260,6 +269,7 @@ class FakeProvider:
         reply: str | None = None,
         usage: tuple[int, int] = (10, 5),
         delay: float = 0.0,
+        chunk_delay: float = 0.0,
         required_key: str | None = None,
         behaviour: Behaviour | str = Behaviour.OK,
         retry_after: int = 1,
@@ -269,12 +279,19 @@ class FakeProvider:
         self.reply = reply
         self.usage = usage  # (prompt/input tokens, completion/output tokens)
         self.delay = delay
+        # Seconds between the events of a streamed answer (a model producing tokens).
+        self.chunk_delay = chunk_delay
+        # When set, a streamed answer sends its first text delta, then waits for the gate
+        # (stopping the fake cuts the wait short) before it sends the rest.
+        self.stream_gate: threading.Event | None = None
         self.required_key = required_key
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
         self._lock = threading.Lock()
         self._behaviour = Behaviour(behaviour)
         self._model_behaviour: dict[str, Behaviour] = {}
+        self._next_behaviours: list[Behaviour] = []
+        self._completed_streams = 0
         self._requests: list[RecordedRequest] = []
         self._request_count = 0
         self._request_event = threading.Condition(self._lock)
@@ -368,6 +385,18 @@ class FakeProvider:
             else:
                 self._model_behaviour[model] = behaviour
 
+    def fail_next(self, count: int = 1, behaviour: Behaviour | str = Behaviour.ERROR500) -> None:
+        """The next ``count`` inference requests get ``behaviour``; later ones the usual one."""
+        behaviour = Behaviour(behaviour)
+        with self._lock:
+            self._next_behaviours += [behaviour] * count
+
+    def _take_behaviour(self, model: str | None) -> Behaviour:
+        with self._lock:
+            if self._next_behaviours:
+                return self._next_behaviours.pop(0)
+        return self.behaviour_for(model)
+
     def behaviour_for(self, model: str | None) -> Behaviour:
         with self._lock:
             if model is not None and model in self._model_behaviour:
@@ -385,17 +414,25 @@ class FakeProvider:
         with self._lock:
             return self._request_count
 
+    @property
+    def completed_streams(self) -> int:
+        """How many streamed answers were sent to their end."""
+        with self._lock:
+            return self._completed_streams
+
     def inference_requests(self) -> list[RecordedRequest]:
         """Only the requests that asked for a completion (not model listings etc.)."""
         return [r for r in self.requests if self._is_inference(r.method, r.path)]
 
     def reset(self) -> None:
-        """Forget recorded requests and return to the ``ok`` behaviour."""
+        """Forget recorded requests and return to the ``ok`` behaviour (``fail_next`` too)."""
         with self._lock:
             self._requests.clear()
             self._request_count = 0
+            self._completed_streams = 0
             self._behaviour = Behaviour.OK
             self._model_behaviour.clear()
+            self._next_behaviours.clear()
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
         """Block until at least ``count`` requests were received."""
@@ -466,7 +503,7 @@ class FakeProvider:
     def _apply_behaviour(self, ex: _Exchange) -> bool:
         """False when the behaviour already answered (or dropped) the request."""
         model = ex.json.get("model") if isinstance(ex.json.get("model"), str) else None
-        behaviour = self.behaviour_for(model)
+        behaviour = self._take_behaviour(model)
         if behaviour is Behaviour.ERROR500:
             self._error(ex, 500, "server", f"{self.name} failed on purpose (error500)")
             return False
@@ -484,6 +521,31 @@ class FakeProvider:
             return False
         # A fixed delay stands in for model latency (benchmarks); stopping cuts it short.
         return not (self.delay and self._closing.wait(self.delay))
+
+    @contextlib.contextmanager
+    def _event_stream(self, ex: _Exchange) -> Iterator[Callable[..., None]]:
+        """Yields send(event, text_delta=False): an SSE answer paced by chunk_delay and
+        held by stream_gate after its first text delta."""
+        sent = held = False
+
+        def send(event: bytes, *, text_delta: bool = False) -> None:
+            nonlocal sent, held
+            if sent and self.chunk_delay:
+                self._closing.wait(self.chunk_delay)
+            write(event)
+            sent = True
+            gate = self.stream_gate
+            if text_delta and not held and gate is not None:
+                held = True
+                while not gate.wait(0.05) and not self._closing.is_set():
+                    pass
+
+        with ex.stream("text/event-stream") as write:
+            yield send
+            # Counted before the body's end goes out: a client that has read the whole
+            # answer finds the stream counted.
+            with self._lock:
+                self._completed_streams += 1
 
     def _error(
         self,
@@ -580,17 +642,17 @@ def _openai_chat(provider: FakeProvider, ex: _Exchange, model: str) -> None:
         }
 
     include_usage = bool((ex.json.get("stream_options") or {}).get("include_usage"))
-    with ex.stream("text/event-stream") as write:
-        write(_sse(chunk({"role": "assistant", "content": ""}, None)))
+    with provider._event_stream(ex) as send:
+        send(_sse(chunk({"role": "assistant", "content": ""}, None)))
         for piece in _pieces(text):
-            write(_sse(chunk({"content": piece}, None)))
-        write(_sse(chunk({}, "stop")))
+            send(_sse(chunk({"content": piece}, None)), text_delta=True)
+        send(_sse(chunk({}, "stop")))
         if include_usage:
             final = chunk({}, None)
             final["choices"] = []
             final["usage"] = usage
-            write(_sse(final))
-        write(_sse("[DONE]"))
+            send(_sse(final))
+        send(_sse("[DONE]"))
 
 
 def _openai_models(ex: _Exchange, models: Iterable[str], owner: str) -> None:
@@ -768,9 +830,9 @@ class FakeAnthropic(FakeProvider):
             "stop_reason": None,
             "usage": {**usage, "output_tokens": 1},
         }
-        with ex.stream("text/event-stream") as write:
-            write(_sse({"type": "message_start", "message": start}, "message_start"))
-            write(
+        with self._event_stream(ex) as send:
+            send(_sse({"type": "message_start", "message": start}, "message_start"))
+            send(
                 _sse(
                     {
                         "type": "content_block_start",
@@ -780,16 +842,16 @@ class FakeAnthropic(FakeProvider):
                     "content_block_start",
                 )
             )
-            write(_sse({"type": "ping"}, "ping"))
+            send(_sse({"type": "ping"}, "ping"))
             for piece in _pieces(text):
                 delta = {
                     "type": "content_block_delta",
                     "index": 0,
                     "delta": {"type": "text_delta", "text": piece},
                 }
-                write(_sse(delta, "content_block_delta"))
-            write(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-            write(
+                send(_sse(delta, "content_block_delta"), text_delta=True)
+            send(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            send(
                 _sse(
                     {
                         "type": "message_delta",
@@ -799,7 +861,7 @@ class FakeAnthropic(FakeProvider):
                     "message_delta",
                 )
             )
-            write(_sse({"type": "message_stop"}, "message_stop"))
+            send(_sse({"type": "message_stop"}, "message_stop"))
 
     def _count_tokens(self, ex: _Exchange) -> None:
         ex.send_json(200, {"input_tokens": self.usage[0]})
@@ -845,13 +907,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openai-key", help="require this key (401 otherwise)")
     parser.add_argument("--anthropic-key", help="require this key (401 otherwise)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument(
+        "--chunk-delay", type=float, default=0.0, help="seconds between the events of a stream"
+    )
     parser.add_argument("--prompt-tokens", type=int, default=10)
     parser.add_argument("--completion-tokens", type=int, default=5)
     args = parser.parse_args(argv)
     if not (args.openai or args.anthropic):
         parser.error("give at least one of --openai, --anthropic")
 
-    common = {"delay": args.delay, "usage": (args.prompt_tokens, args.completion_tokens)}
+    common = {
+        "delay": args.delay,
+        "chunk_delay": args.chunk_delay,
+        "usage": (args.prompt_tokens, args.completion_tokens),
+    }
     fakes: list[tuple[FakeProvider, tuple[str, int]]] = []
     if args.openai:
         fakes.append((FakeOpenAI(required_key=args.openai_key, **common), args.openai))

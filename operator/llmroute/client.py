@@ -18,6 +18,11 @@ service may copy this one file instead of installing the operator's package.
     gateway = LLMRouteClient()  # LLMROUTE_URL, LLMROUTE_API_KEY
     result = gateway.chat("smart", "Summarise: ...", task="summarize")
     print(result.content, result.usage.total_tokens, result.response_cost)
+
+    with gateway.chat_stream("smart", "Tell a story.", task="stories") as stream:
+        for chunk in stream:
+            print(chunk.content, end="", flush=True)
+    print(stream.usage)
 """
 
 from __future__ import annotations
@@ -33,11 +38,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 __all__ = [
     "API_KEY_ENV",
@@ -45,7 +50,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "ChatChunk",
     "ChatResult",
+    "ChatStream",
     "ConfigurationError",
     "GatewayTimeout",
     "GatewayUnreachable",
@@ -72,9 +79,12 @@ HEALTH_TIMEOUT: Final = 10.0
 # Error types the gateway uses for a 429 that waiting a few seconds will not cure.
 _EXHAUSTED_TYPES: Final = frozenset({"budget_exceeded", "insufficient_quota"})
 _MESSAGE_LIMIT: Final = 500
+# The data line that ends an OpenAI-format event stream.
+_STREAM_END: Final = "[DONE]"
 _USER_AGENT: Final = f"llmroute-client python/{sys.version_info.major}.{sys.version_info.minor}"
 
 Message = Mapping[str, Any]
+_T = TypeVar("_T")
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -193,6 +203,18 @@ _STATUS_ERRORS: Final[dict[int, type[LLMRouteError]]] = {
 }
 
 
+def _error_class(
+    status: int | None, error_type: str | None, code: str | None
+) -> type[LLMRouteError]:
+    if status is None:
+        return LLMRouteError
+    if status >= 500:
+        return ServerError
+    if status == 429 and (error_type in _EXHAUSTED_TYPES or code in _EXHAUSTED_TYPES):
+        return BudgetExceededError
+    return _STATUS_ERRORS.get(status, BadRequestError if status >= 400 else LLMRouteError)
+
+
 # -- results -----------------------------------------------------------------------------
 
 
@@ -235,6 +257,204 @@ class ChatResult:
     def id(self) -> str | None:
         value = self.raw.get("id")
         return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """One chunk of a streamed chat completion.
+
+    ``content`` is the first choice's text delta (``""`` for chunks without text: the
+    opening role, the finish, tool calls, the final usage); ``usage`` is set on the chunk that
+    carries the final usage; ``raw`` is the decoded chunk.
+    """
+
+    content: str
+    raw: dict[str, Any]
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class ChatStream:
+    """A streamed chat completion, as ``chat_stream()`` returns it.
+
+    Iterating yields ``ChatChunk``s as the gateway sends them. ``content`` is the text so
+    far; once the stream has ended, ``usage`` is the final usage (None when the gateway sent
+    none) and ``finish_reason`` the first choice's. ``served_by``, ``headers`` and
+    ``attempts`` are known from the start, as for ``ChatResult``. A failure after the first
+    chunk raises the matching LLMRouteError from the iteration, without a retry.
+    """
+
+    def __init__(
+        self,
+        answer: http.client.HTTPResponse,
+        headers: Mapping[str, str],
+        *,
+        url: str,
+        model: str,
+        attempts: int,
+        timeout: float,
+        redact: Callable[[str], str],
+    ) -> None:
+        self._answer = answer
+        self._events = _sse_data(answer)
+        self._timeout = timeout
+        self._redact = redact
+        self._first: ChatChunk | None = None
+        self._closed = False
+        self._parts: list[str] = []
+        self.url = url
+        self.headers: Mapping[str, str] = dict(headers)
+        self.attempts = attempts
+        self.model = model
+        self.id: str | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def _read_first(self) -> None:
+        """Read up to the first chunk. Failures come out raw (a transport error, or an
+        LLMRouteError the stream reported), for the retry loop to judge."""
+        self._first = self._read_chunk()
+
+    @property
+    def content(self) -> str:
+        return "".join(self._parts)
+
+    @property
+    def served_by(self) -> str | None:
+        return self.headers.get("x-litellm-model-name")
+
+    def __iter__(self) -> Iterator[ChatChunk]:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        chunk, self._first = self._first, None
+        if chunk is None:
+            try:
+                chunk = self._read_chunk()
+            except LLMRouteError:  # reported by the gateway; some are OSErrors too
+                raise
+            except (OSError, http.client.HTTPException) as e:
+                raise self._broken(e) from None
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+    def text(self) -> Iterator[str]:
+        """The text deltas only, skipping chunks without text."""
+        for chunk in self:
+            if chunk.content:
+                yield chunk.content
+
+    def close(self) -> None:
+        """Release the connection; a stream read to its end is closed already."""
+        if not self._closed:
+            self._closed = True
+            self._answer.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "open"
+        return f"ChatStream(url={self.url!r}, model={self.model!r}, {state})"
+
+    def _read_chunk(self) -> ChatChunk | None:
+        """The next chunk; None at the end of the stream."""
+        if self.done or self._closed:
+            return None
+        try:
+            while True:
+                data = next(self._events, None)
+                if data is None:
+                    raise ConnectionResetError(f"no {_STREAM_END} before the stream ended")
+                if data.strip() == _STREAM_END:
+                    self.done = True
+                    self.close()
+                    return None
+                chunk = self._chunk(data)
+                if chunk is not None:
+                    return chunk
+        except BaseException:
+            self.close()
+            raise
+
+    def _broken(self, error: BaseException) -> LLMRouteError:
+        if isinstance(error, TimeoutError):
+            return GatewayTimeout(
+                f"no further chunk within {self._timeout:g}s",
+                url=self.url,
+                method="POST",
+                headers=self.headers,
+                attempts=self.attempts,
+            )
+        text = self._redact(str(error) or type(error).__name__)
+        return GatewayUnreachable(
+            f"the stream broke off: {text}",
+            url=self.url,
+            method="POST",
+            headers=self.headers,
+            attempts=self.attempts,
+        )
+
+    def _chunk(self, data: str) -> ChatChunk | None:
+        """A ChatChunk from one event's data; None for data that is not a chunk."""
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise LLMRouteError(
+                f"the stream sent data that is not JSON: {_clip(data)!r}",
+                status=self._answer.status,
+                url=self.url,
+                method="POST",
+                headers=self.headers,
+                attempts=self.attempts,
+            ) from None
+        if not isinstance(payload, dict):
+            return None
+        if "error" in payload:
+            raise self._stream_error(payload)
+        if isinstance(payload.get("model"), str):
+            self.model = payload["model"]
+        if isinstance(payload.get("id"), str):
+            self.id = payload["id"]
+        usage = payload.get("usage")
+        chunk_usage = _usage(usage) if isinstance(usage, dict) else None
+        if chunk_usage is not None:
+            self.usage = chunk_usage
+        content, finish_reason = "", None
+        choices = payload.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            delta = choices[0].get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+            content = text if isinstance(text, str) else ""
+            reason = choices[0].get("finish_reason")
+            finish_reason = reason if isinstance(reason, str) else None
+        if content:
+            self._parts.append(content)
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        return ChatChunk(content, payload, finish_reason, chunk_usage)
+
+    def _stream_error(self, payload: dict[str, Any]) -> LLMRouteError:
+        """The error the gateway reported inside the stream (its status in ``code``)."""
+        body, message, error_type, code = _error_details(self._redact(json.dumps(payload)))
+        status = int(code) if code is not None and code.isdigit() else None
+        cls = _error_class(status, error_type, code)
+        kwargs: dict[str, Any] = {
+            "status": status,
+            "url": self.url,
+            "method": "POST",
+            "error_type": error_type,
+            "code": code,
+            "body": body,
+            "headers": self.headers,
+            "attempts": self.attempts,
+        }
+        return cls(message or "the stream ended with an error", **kwargs)
 
 
 @dataclass(frozen=True)
@@ -344,17 +564,8 @@ class LLMRouteClient:
             ``user``, ...), sent as given.
         """
         if params.get("stream"):
-            raise ConfigurationError("chat() does not stream; leave out stream=True")
-        body: dict[str, Any] = {"model": model, "messages": _messages(messages), **params}
-        request_tags = list(self.default_tags)
-        request_tags += _tag_list(tags or (), "tags")
-        if task is not None:
-            request_tags.append(_task_tag(task))
-        if request_tags:
-            metadata = dict(body.get("metadata") or {})
-            request_tags = _tag_list(metadata.get("tags") or (), "metadata.tags") + request_tags
-            metadata["tags"] = list(dict.fromkeys(request_tags))  # ordered, without repeats
-            body["metadata"] = metadata
+            raise ConfigurationError("chat() does not stream; call chat_stream() instead")
+        body = self._chat_body(model, messages, task, tags, params)
         response = self._request("POST", "/v1/chat/completions", body)
         url = self._url("/v1/chat/completions")
         answer = response.json(url, "POST")
@@ -372,20 +583,82 @@ class LLMRouteClient:
                 attempts=response.attempts,
             ) from None
         usage = answer.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
         return ChatResult(
             content=message.get("content") or "",
             model=str(answer.get("model") or model),
-            usage=Usage(
-                prompt_tokens=_count(usage.get("prompt_tokens")),
-                completion_tokens=_count(usage.get("completion_tokens")),
-                total_tokens=_count(usage.get("total_tokens")),
-            ),
+            usage=_usage(usage if isinstance(usage, dict) else {}),
             raw=answer,
             headers=response.headers,
             finish_reason=choice.get("finish_reason"),
             attempts=response.attempts,
         )
+
+    def chat_stream(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        task: str | None = None,
+        tags: Iterable[str] | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """POST /v1/chat/completions with ``stream: true``; returns the stream once its first
+        chunk has arrived.
+
+        Arguments as for ``chat()``. The request asks for the final usage
+        (``stream_options.include_usage``), which the stream exposes as ``usage`` once it has
+        ended. Failures before the first chunk are retried as ``chat()`` retries them; once a
+        chunk has arrived, a failure raises (the caller has already seen part of the answer).
+        ``timeout`` bounds the wait for the answer to start and for each later piece of it.
+        Iterate the stream for its chunks; use it in a ``with`` block, or ``close()`` it, to
+        release the connection when not reading it to the end.
+        """
+        if params.get("stream") is False:
+            raise ConfigurationError("chat_stream() streams; call chat() for stream=False")
+        body = self._chat_body(model, messages, task, tags, params)
+        body["stream"] = True
+        stream_options = body.get("stream_options")
+        if stream_options is not None and not isinstance(stream_options, Mapping):
+            raise ConfigurationError(f"stream_options must be a mapping, not {stream_options!r}")
+        body["stream_options"] = {"include_usage": True, **(stream_options or {})}
+        url = self._url("/v1/chat/completions")
+
+        def start(
+            answer: http.client.HTTPResponse, headers: dict[str, str], attempt: int
+        ) -> ChatStream:
+            stream = ChatStream(
+                answer,
+                headers,
+                url=url,
+                model=model,
+                attempts=attempt,
+                timeout=self.timeout,
+                redact=self._redact,
+            )
+            stream._read_first()  # in the retry loop: what fails up to here is retried
+            return stream
+
+        return self._send("POST", "/v1/chat/completions", body, start, "text/event-stream")
+
+    def _chat_body(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        task: str | None,
+        tags: Iterable[str] | None,
+        params: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": _messages(messages), **params}
+        request_tags = list(self.default_tags)
+        request_tags += _tag_list(tags or (), "tags")
+        if task is not None:
+            request_tags.append(_task_tag(task))
+        if request_tags:
+            metadata = dict(body.get("metadata") or {})
+            request_tags = _tag_list(metadata.get("tags") or (), "metadata.tags") + request_tags
+            metadata["tags"] = list(dict.fromkeys(request_tags))  # ordered, without repeats
+            body["metadata"] = metadata
+        return body
 
     def models(self) -> list[str]:
         """GET /v1/models: the model names this key may use."""
@@ -421,10 +694,30 @@ class LLMRouteClient:
         return f"{_USER_AGENT} caller/{self.caller}" if self.caller else _USER_AGENT
 
     def _request(self, method: str, path: str, body: Any) -> _Response:
+        def read(answer: http.client.HTTPResponse, headers: dict[str, str], attempt: int):
+            with answer:
+                return _Response(answer.status, headers, answer.read(), attempt)
+
+        return self._send(method, path, body, read, "application/json")
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        read: Callable[[http.client.HTTPResponse, dict[str, str], int], _T],
+        accept: str,
+    ) -> _T:
+        """Send the request, retrying what may heal, and hand the successful answer to read.
+
+        What read raises is retried too: a transport failure, or an LLMRouteError with a
+        retryable status. read owns the answer (closes it or hands it on); it is closed
+        here when read fails.
+        """
         url = self._url(path)
         headers = {
             "Authorization": f"Bearer {self._api_key}",
-            "Accept": "application/json",
+            "Accept": accept,
             "User-Agent": self._user_agent(),
         }
         if self.caller:
@@ -441,16 +734,22 @@ class LLMRouteClient:
             error: LLMRouteError
             retry_after: float | None = None
             try:
-                with self._opener.open(request, timeout=self.timeout) as answer:
-                    return _Response(
-                        answer.status, _lower(answer.headers.items()), answer.read(), attempt
-                    )
+                answer = self._opener.open(request, timeout=self.timeout)
+                try:
+                    return read(answer, _lower(answer.headers.items()), attempt)
+                except BaseException:
+                    answer.close()
+                    raise
             except urllib.error.HTTPError as e:
                 with e:
                     error = self._status_error(e, url, method, attempt)
                 if not _retryable_status(error):
                     raise error from None
                 retry_after = _retry_after_header(error.headers)
+            except LLMRouteError as e:  # an error the answer's body reported
+                if not _retryable_status(e):
+                    raise
+                error = e
             except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets
                 error = self._transport_error(e, url, method, attempt)
             if attempt > self.max_retries:
@@ -476,13 +775,7 @@ class LLMRouteClient:
             raw = b""
         body, message, error_type, code = _error_details(self._redact(raw.decode(errors="replace")))
         message = message or _reason(status) or "no message"
-        cls: type[LLMRouteError]
-        if status >= 500:
-            cls = ServerError
-        elif status == 429 and (error_type in _EXHAUSTED_TYPES or code in _EXHAUSTED_TYPES):
-            cls = BudgetExceededError
-        else:
-            cls = _STATUS_ERRORS.get(status, BadRequestError if status >= 400 else LLMRouteError)
+        cls = _error_class(status, error_type, code)
         kwargs: dict[str, Any] = {
             "status": status,
             "url": url,
@@ -663,6 +956,38 @@ def _error_details(text: str) -> tuple[Any, str, str | None, str | None]:
     else:
         message = json.dumps(body)
     return body, _clip(message), error_type, code
+
+
+def _sse_data(answer: http.client.HTTPResponse) -> Iterator[str]:
+    """The data of each event of a server-sent event stream, as it arrives.
+
+    Follows the WHATWG rules that matter here: ``data:`` lines of one event are joined with
+    newlines, a blank line ends the event, comments (``:``) and other fields are skipped.
+    """
+    data: list[str] = []
+    while True:
+        raw = answer.readline()
+        if not raw:
+            if data:
+                yield "\n".join(data)
+            return
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value.removeprefix(" "))
+
+
+def _usage(usage: Mapping[str, Any]) -> Usage:
+    return Usage(
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+        total_tokens=_count(usage.get("total_tokens")),
+    )
 
 
 def _count(value: object) -> int:

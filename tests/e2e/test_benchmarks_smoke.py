@@ -1,7 +1,8 @@
 """The benchmark harnesses still run end to end (docs/benchmarks.md).
 
 Tiny sizes, and only the shape of the results is checked: benchmarks are never timed
-assertions. Both harnesses run at once, as separate processes, to keep this test short.
+assertions. The operator and gateway harnesses run at once, as separate processes, to keep
+their test short; the streaming harness needs no cluster and runs on its own.
 """
 
 from __future__ import annotations
@@ -102,3 +103,26 @@ def test_harnesses_produce_well_formed_results(tmp_path: Path) -> None:
     assert [row["concurrency"] for row in gateway_result["comparison"]] == [1, 2]
     assert "--num_workers" in gateway_result["argv"]["llmroute"]
     assert "--num_workers" not in gateway_result["argv"]["chart"]
+
+
+def test_streaming_harness_produces_well_formed_results(tmp_path: Path) -> None:
+    out, log = tmp_path / "streaming.json", tmp_path / "streaming.log"
+    streaming = _start(
+        "benchmarks.streaming",
+        *("--requests", "3", "--warmup", "0", "--chunk-delay", "0.001"),
+        out=out,
+        log=log,
+    )
+    try:
+        _finish(streaming, log, 240)
+    finally:
+        if streaming.poll() is None:
+            streaming.kill()
+            streaming.wait()
+
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "streaming"
+    assert set(result["paths"]) == {"direct", "llmroute"}
+    for path in result["paths"].values():
+        assert path["first_chunk"]["count"] == path["end"]["count"] == 3
+        assert 0 < path["first_chunk"]["p50_ms"] <= path["end"]["max_ms"]

@@ -181,7 +181,12 @@ def test_render_compose_prints_a_compose_file(example: Path) -> None:
     assert "LLMROUTE_MASTER_KEY" in "\n".join(header)
     document = yaml.safe_load(result.stdout)
     assert document["services"]["litellm"]["ports"] == ["127.0.0.1:4000:4000"]
-    assert set(document["configs"]) == {"config.yaml", "llmroute_auth.py", "llmroute_auth.json"}
+    assert set(document["configs"]) == {
+        "config.yaml",
+        "llmroute_auth.py",
+        "llmroute_auth.json",
+        "llmroute_stream_usage.py",
+    }
 
 
 def test_render_compose_lists_every_variable_in_its_header() -> None:

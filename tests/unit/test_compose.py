@@ -277,6 +277,7 @@ def test_the_proxy_runs_as_the_deployment_says() -> None:
         "/etc/litellm/config.yaml",
         "/etc/litellm/llmroute_auth.py",
         "/etc/litellm/llmroute_auth.json",
+        "/etc/litellm/llmroute_stream_usage.py",
     }
     assert "/health/readiness" in " ".join(service["healthcheck"]["test"])
 

@@ -123,6 +123,56 @@ def test_openai_stream_ends_with_done(fake_openai: FakeOpenAI) -> None:
     assert sse_events(raw)[-1] == (None, "[DONE]")
 
 
+def test_fail_next_fails_only_the_next_requests(
+    fake_openai: FakeOpenAI, oai: openai.OpenAI
+) -> None:
+    fake_openai.fail_next(1, "ratelimit429")
+    fake_openai.fail_next(1)
+    with pytest.raises(openai.RateLimitError):
+        ask(oai)
+    with pytest.raises(openai.InternalServerError):
+        ask(oai)
+    assert ask(oai).choices[0].message.content
+    assert fake_openai.behaviour is Behaviour.OK
+    fake_openai.fail_next(2)
+    fake_openai.reset()  # forgets the failures still pending
+    assert ask(oai).choices[0].message.content
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_stream_gate_holds_the_stream_after_its_first_text(provider: str) -> None:
+    fake = FakeOpenAI() if provider == "openai" else FakeAnthropic()
+    gate = threading.Event()
+    with fake:
+        fake.stream_gate = gate
+        if provider == "openai":
+            url, body, headers = f"{fake.api_base}/chat/completions", {}, {}
+        else:
+            url, body = f"{fake.url}/v1/messages", {"max_tokens": 5}
+            headers = {"anthropic-version": "2023-06-01"}
+        body = {
+            **body,
+            "model": "m",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        request = urllib.request.Request(
+            url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
+        )
+        with _opener.open(request, timeout=10) as answer:
+            events = []
+            while not any("Hello " in data for _, data in events):
+                line = answer.readline()
+                assert line, "the stream ended before its first text"
+                if line.startswith(b"data: "):
+                    events.append((None, line[6:].decode()))
+            assert fake.completed_streams == 0  # held: the rest is not sent
+            gate.set()
+            rest = answer.read().decode()
+        assert fake.completed_streams == 1
+        assert "Hello " not in rest and fake.reply_text("m").split()[-1] in rest
+
+
 def test_openai_models_and_embeddings(oai: openai.OpenAI) -> None:
     assert "gpt-4o-mini" in [m.id for m in oai.models.list()]
     embedding = oai.embeddings.create(model="text-embedding-3-small", input=["a", "b"])

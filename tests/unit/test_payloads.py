@@ -153,3 +153,39 @@ def test_a_failure_is_explained_where_kubernetes_reads_it() -> None:
     ollama = only_container(workload(render_case("managed-ollama"), "StatefulSet"))
     path = ollama.get("terminationMessagePath", KUBERNETES_TERMINATION_LOG)
     assert script_defaults()["LLMROUTE_TERMINATION_LOG"] == path
+
+
+# -- the stream-usage callback -----------------------------------------------------------------
+
+
+def test_stream_usage_asks_streams_for_their_usage_and_marks_it_for_removal() -> None:
+    from llmroute.payloads.stream_usage import STRIP_MARKER, ask_for_stream_usage
+
+    asked = ask_for_stream_usage({"model": "smart", "stream": True})
+    assert asked["stream_options"] == {"include_usage": True}
+    assert asked[STRIP_MARKER] is True
+    kept = ask_for_stream_usage({"stream": True, "stream_options": {"include_obfuscation": False}})
+    assert kept["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    # The caller asked itself: it gets the usage chunk, nothing is marked for removal.
+    own = {"stream": True, "stream_options": {"include_usage": True}}
+    assert ask_for_stream_usage(dict(own)) == own
+    assert ask_for_stream_usage({"model": "smart"}) == {"model": "smart"}
+    assert ask_for_stream_usage({"stream": False}) == {"stream": False}
+
+
+def test_the_stream_usage_callback_is_the_one_the_config_names() -> None:
+    from llmroute.payloads import stream_usage
+    from llmroute.render.litellm_config import STREAM_USAGE_CALLBACK
+    from llmroute.render.proxy import STREAM_USAGE_MODULE_FILE
+
+    rendered = render_case("priority-chain")
+    module, _, instance = STREAM_USAGE_CALLBACK.rpartition(".")
+    assert f"{module}.py" == STREAM_USAGE_MODULE_FILE
+    assert STREAM_USAGE_CALLBACK in rendered.config["litellm_settings"]["callbacks"]
+    config_map = workload(rendered, "ConfigMap")
+    assert config_map["data"][STREAM_USAGE_MODULE_FILE] == payload_text("stream_usage.py")
+    assert isinstance(getattr(stream_usage, instance), stream_usage.StreamUsage)
+    assert "llmroute" not in {
+        name.split(".")[0]
+        for name in re.findall(r"^(?:from|import) (\S+)", payload_text("stream_usage.py"), re.M)
+    }

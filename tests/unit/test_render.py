@@ -26,14 +26,17 @@ from llmroute.api.validation import (
     RESERVED_PROXY_ENV,
     RESERVED_PROXY_ENV_PREFIX,
 )
+from llmroute.payloads import STREAM_USAGE, payload_text
 from llmroute.payloads import gateway_auth as gateway_auth_module
 from llmroute.render.credentials import secret_env_var
-from llmroute.render.proxy import AUTH_MODULE_FILE
+from llmroute.render.litellm_config import STREAM_USAGE_CALLBACK
+from llmroute.render.proxy import AUTH_MODULE_FILE, STREAM_USAGE_MODULE_FILE
 from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "route.yaml").is_file())
 AUTH_MODULE_STANDIN = "<the text of operator/llmroute/payloads/gateway_auth.py>"
+STREAM_USAGE_STANDIN = "<the text of operator/llmroute/payloads/stream_usage.py>"
 
 
 def load_case(case: str) -> tuple[dict[str, Any], list[QuotaEffect], dict[str, Any]]:
@@ -55,13 +58,15 @@ def render_case(case: str):
 
 
 def golden_view(rendered) -> dict[str, Any]:
-    """The rendered route as stored in expected.yaml; the auth module's text stands in by name."""
+    """The rendered route as stored in expected.yaml; the payloads' texts stand in by name."""
     view = dataclasses.asdict(rendered)
     view["secret_refs"] = [[ref.name, ref.field] for ref in rendered.secret_refs]
     for obj in view["objects"]:
         if obj["kind"] == "ConfigMap":
             assert obj["data"][AUTH_MODULE_FILE] == gateway_source()
             obj["data"][AUTH_MODULE_FILE] = AUTH_MODULE_STANDIN
+            assert obj["data"][STREAM_USAGE_MODULE_FILE] == payload_text(STREAM_USAGE)
+            obj["data"][STREAM_USAGE_MODULE_FILE] = STREAM_USAGE_STANDIN
     return view
 
 
@@ -554,7 +559,11 @@ def test_spec_proxy_litellm_cannot_override_what_the_renderer_writes(case: str) 
 
 def test_spec_proxy_litellm_adds_callbacks_to_llmroutes_own() -> None:
     config = render_case("litellm-settings").config
-    assert config["litellm_settings"]["callbacks"] == ["prometheus", "otel"]
+    assert config["litellm_settings"]["callbacks"] == [
+        "prometheus",
+        STREAM_USAGE_CALLBACK,
+        "otel",
+    ]
     assert config["router_settings"]["retry_policy"] == {
         "RateLimitErrorRetries": 0,
         "TimeoutErrorRetries": 1,

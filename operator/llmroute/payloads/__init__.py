@@ -4,6 +4,9 @@ The renderer ships these files as text; they never import llmroute, because llmr
 installed where they run:
 - gateway_auth.py: the LiteLLM proxy's auth hook (general_settings.custom_auth), put in the
   route's ConfigMap as llmroute_auth.py next to config.yaml. Standard library and litellm only.
+- stream_usage.py: a LiteLLM callback that asks every streamed chat completion's provider
+  for its usage, so streams are counted on every target; in the ConfigMap as
+  llmroute_stream_usage.py. Standard library and litellm only.
 - ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
   serves Ollama and pulls the declared models before the pod turns Ready.
 
@@ -19,6 +22,7 @@ from typing import Final
 
 GATEWAY_AUTH: Final = "gateway_auth.py"
 OLLAMA_PULL: Final = "ollama_pull.sh"
+STREAM_USAGE: Final = "stream_usage.py"
 
 
 @functools.cache

@@ -18,7 +18,7 @@ import yaml
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
-from llmroute.payloads import GATEWAY_AUTH, payload_text
+from llmroute.payloads import GATEWAY_AUTH, STREAM_USAGE, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
@@ -64,6 +64,11 @@ def auth_module_source() -> str:
     return payload_text(GATEWAY_AUTH)
 
 
+def stream_usage_module_source() -> str:
+    """The text of payloads/stream_usage.py, shipped to the proxy as llmroute_stream_usage.py."""
+    return payload_text(STREAM_USAGE)
+
+
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -73,12 +78,14 @@ def config_hash(
 ) -> str:
     """sha256 prefix (16 hex) of what the proxy reads at start-up.
 
-    The config, the auth module and its policy, and the layout of the key files.
+    The config, the auth module and its policy, the stream-usage callback, and the layout of
+    the key files.
     """
     payload = _canonical(
         {
             "config": config,
             "authModule": auth_module_source(),
+            "streamUsageModule": stream_usage_module_source(),
             "authPolicy": auth_policy,
             "keyFiles": key_files,
         }
@@ -120,6 +127,7 @@ def render_route(
         yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True),
         auth_module_source(),
         json.dumps(policy, indent=2, sort_keys=True) + "\n",
+        stream_usage_module_source(),
     )
     objects = [
         config_map,

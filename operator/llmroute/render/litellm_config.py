@@ -20,6 +20,8 @@ AUTH_MODULE: Final = "llmroute_auth"
 AUTH_FUNCTION: Final = f"{AUTH_MODULE}.user_api_key_auth"
 # Run by every LiteLLM worker before it reads the config (LITELLM_WORKER_STARTUP_HOOKS).
 STARTUP_HOOK: Final = f"{AUTH_MODULE}:seal_litellm_master_key"
+# payloads/stream_usage.py, shipped next to config.yaml.
+STREAM_USAGE_CALLBACK: Final = "llmroute_stream_usage.stream_usage"
 
 # Prefixes of litellm_params.model, by spec provider.
 PROVIDER_PREFIX: Final = {
@@ -249,9 +251,10 @@ def _redis_namespace(route: Route) -> str:
 def _litellm_settings(route: Route, envs: SecretEnvs) -> dict[str, Any]:
     router = route.router
     settings: dict[str, Any] = {
-        # Quota accounting reads it; it cost 0.1-2.2 ms of the ~20 ms of CPU a request takes
-        # (docs/benchmarks.md).
-        "callbacks": ["prometheus"],
+        # Quota accounting reads prometheus; it cost 0.1-2.2 ms of the ~20 ms of CPU a request
+        # takes (docs/benchmarks.md). The stream-usage hook makes every provider report a
+        # stream's usage, which LiteLLM does not ask for in chains that mix providers.
+        "callbacks": ["prometheus", STREAM_USAGE_CALLBACK],
         # The operator scrapes /metrics without a key; the NetworkPolicy limits who can.
         "require_auth_for_metrics_endpoint": False,
         "prometheus_exclude_labels": list(PROMETHEUS_EXCLUDED_LABELS),

@@ -31,6 +31,7 @@ PROXY_CONTAINER: Final = "litellm"
 CONFIG_DIR: Final = "/etc/litellm"
 CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
+STREAM_USAGE_MODULE_FILE: Final = "llmroute_stream_usage.py"
 # An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
 RUN_AS_USER: Final = 65532
 # Workers are recycled after this many requests (jittered, so they do not all restart at once),
@@ -42,7 +43,11 @@ PRE_STOP_SLEEP_SECONDS: Final = 5
 
 
 def render_config_map(
-    route: Route, config_yaml: str, auth_module: str, auth_policy_json: str
+    route: Route,
+    config_yaml: str,
+    auth_module: str,
+    auth_policy_json: str,
+    stream_usage_module: str,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -56,6 +61,7 @@ def render_config_map(
             CONFIG_FILE: config_yaml,
             AUTH_MODULE_FILE: auth_module,
             POLICY_FILE: auth_policy_json,
+            STREAM_USAGE_MODULE_FILE: stream_usage_module,
         },
     }
 
