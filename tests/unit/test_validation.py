@@ -318,6 +318,13 @@ def test_what_is_not_a_manifest_is_reported_not_raised(obj: Any, path: str) -> N
     assert [error.path for error in validate(obj)] == [path]
 
 
+@pytest.mark.parametrize("name", [{"a": 1}, ["cheap"]])
+def test_a_model_name_of_no_hashable_type_is_reported_not_raised(name: Any) -> None:
+    # The cross-field rules collected model names in a set, and raised TypeError on these.
+    paths = [error.path for error in validate(changed(ROUTE, {"spec.models[1].name": name}))]
+    assert "spec.models[1].name" in paths
+
+
 def test_maps_keyed_by_strings_name_the_key() -> None:
     route = changed(ROUTE, {"spec.ollama.nodeSelector": {"kubernetes.io/arch": 3}})
     assert validate(route) == [
