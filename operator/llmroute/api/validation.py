@@ -325,6 +325,9 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
     ollama = spec.get("ollama")
     if isinstance(ollama, dict):
         yield from external_ollama_errors(ollama)
+        tolerations = ollama.get("tolerations")
+        if isinstance(tolerations, list):
+            yield from toleration_errors(tolerations, "spec.ollama.tolerations")
 
 
 # The cross-field rules that llmroute.api.route applies while it parses a route, written once
@@ -400,6 +403,67 @@ def external_ollama_errors(ollama: Mapping[str, Any]) -> Iterator[ValidationErro
             "external names an Ollama the operator does not manage: "
             f"{', '.join(managed)} cannot be set with it",
         )
+
+
+# Checks the API server makes on the objects a route renders, not on the route itself: a spec
+# the CRD accepts would otherwise be refused at apply, with the route's other children
+# already changed. They follow Kubernetes' own pod validation (ValidateTolerations, label keys
+# and values) for the fields a route copies into a pod template.
+
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_NAME_MAX = 63
+DNS_SUBDOMAIN_MAX = 253
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is no label key (a qualified name: optional DNS prefix, '/', name), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (
+        prefix and len(prefix) <= DNS_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(prefix)
+    ):
+        return f"{_quote(key)}: the prefix before '/' must be a DNS subdomain"
+    if not (len(name) <= LABEL_NAME_MAX and _LABEL_NAME.fullmatch(name)):
+        return (
+            f"{_quote(key)}: the name must be at most {LABEL_NAME_MAX} characters, letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why `value` is no label value (empty, or a label name), or None."""
+    if value == "" or (len(value) <= LABEL_NAME_MAX and _LABEL_NAME.fullmatch(value)):
+        return None
+    return (
+        f"{_quote(value)}: must be empty or at most {LABEL_NAME_MAX} characters, letters, "
+        "digits, '-', '_' or '.', starting and ending with a letter or digit"
+    )
+
+
+def toleration_errors(tolerations: Iterable[Any], path: str) -> Iterator[ValidationError]:
+    """Tolerations the API server refuses in a pod template."""
+    for index, toleration in _dicts(tolerations):
+        where = f"{path}[{index}]"
+        key, operator = toleration.get("key") or "", toleration.get("operator") or "Equal"
+        value = toleration.get("value") or ""
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue  # a schema error, reported as such
+        if key and (problem := label_key_problem(key)):
+            yield ValidationError(f"{where}.key", f"is not a valid label key: {problem}")
+        if not key and operator != "Exists":
+            yield ValidationError(
+                f"{where}.operator",
+                "must be Exists when key is empty (which matches every taint)",
+            )
+        if operator == "Exists" and value:
+            yield ValidationError(f"{where}.value", "must be empty when operator is Exists")
+        elif operator == "Equal" and (problem := label_value_problem(value)):
+            yield ValidationError(f"{where}.value", f"is not a valid label value: {problem}")
+        if "tolerationSeconds" in toleration and toleration.get("effect") != "NoExecute":
+            yield ValidationError(
+                f"{where}.effect", "must be NoExecute when tolerationSeconds is set"
+            )
 
 
 def _model_rules(
