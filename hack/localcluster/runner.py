@@ -1101,12 +1101,17 @@ class ProcessRunner:
     ``namespace`` limits it to one namespace (default: all). ``workdir`` holds
     ``logs/<ns>_<pod>.log``, ``pods/`` (one directory per running pod) and ``volumes/`` (one
     directory per PersistentVolumeClaim an Ollama pod mounts, kept when the pod goes); without
-    one a temporary directory is made and removed by stop().
+    one a temporary directory is made and removed by stop(). The pod logs go to ``log_dir``
+    instead when given, or when $LLMROUTE_RUNNER_LOG_DIR names one (the e2e suite keeps every
+    runner's logs there for its secrets sweep, tests/e2e/secrets_sweep.py).
 
     ``ollama_models``: the models every new Ollama volume holds before its first pod starts
     (the tiny model of localcluster.tinymodel under each name), as if pulled earlier: no
     registry is reachable here, so a pod's pull of any other model fails.
     """
+
+    # Where runners put their pods' logs when no log_dir is given (else: the workdir's logs/).
+    LOG_DIR_ENV = "LLMROUTE_RUNNER_LOG_DIR"
 
     def __init__(
         self,
@@ -1121,6 +1126,7 @@ class ProcessRunner:
         ollama_models: Iterable[str] = (),
         litellm: Path | None = None,
         ollama: Path | None = None,
+        log_dir: str | Path | None = None,
     ) -> None:
         if (kubeconfig is None) == (api_client is None):
             raise ValueError("give exactly one of kubeconfig and api_client")
@@ -1130,6 +1136,7 @@ class ProcessRunner:
         self.namespace = namespace
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="llmroute-runner-"))
+        self.log_dir = Path(log_dir or os.environ.get(self.LOG_DIR_ENV) or self.workdir / "logs")
         self.poll_interval = poll_interval
         self.refresh_interval = refresh_interval
         self.max_grace = max_grace
@@ -1153,7 +1160,7 @@ class ProcessRunner:
         if self._api_client is None:
             self._api_client = config.new_client_from_config(config_file=str(self._kubeconfig))
         self._core = client.CoreV1Api(self._api_client)
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "pods").mkdir(parents=True, exist_ok=True)
         self._stopping = False
         # Processes are started from this thread and die with it (PR_SET_PDEATHSIG is tied
@@ -1414,7 +1421,7 @@ class ProcessRunner:
         return self.workdir / "pods" / f"{entry.namespace}_{entry.name}_{entry.uid[:8]}"
 
     def _log_path(self, entry: _Entry) -> Path:
-        return self.workdir / "logs" / f"{entry.namespace}_{entry.name}.log"
+        return self.log_dir / f"{entry.namespace}_{entry.name}.log"
 
     def _start_proxy(self, entry: _Entry, now: float) -> None:
         secrets, configmaps = self._references(entry.pod)

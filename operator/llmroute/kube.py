@@ -72,8 +72,10 @@ def apply(api: client.ApiClient, obj: dict, *, dry_run: bool = False) -> dict:
             "Content-Type": "application/apply-patch+yaml",
             "Accept": "application/json",
         },
-        # JSON is YAML; a str body is sent as is by the client.
-        body=json.dumps(obj),
+        # JSON is YAML, but for its escapes of characters beyond the basic plane (surrogate
+        # pairs), which YAML refuses: write every character as itself. A str body is sent as
+        # UTF-8 by the client.
+        body=json.dumps(obj, ensure_ascii=False),
     )
 
 

@@ -19,13 +19,42 @@ from kubernetes import client
 from built_tools import require_tools
 from llmroute.api.api_base_policy import API_BASE_POLICY_ENV
 from localcluster import LocalCluster, ProcessRunner, free_port
+from secrets_sweep import SecretsSweep
+
+# Every operator log of the session (OperatorProcess adds its own), for the secrets sweep.
+OPERATOR_LOGS: list[Path] = []
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch_session: pytest.MonkeyPatch
+) -> Iterator[LocalCluster]:
     require_tools()
-    with LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local:
+    # Every process runner of the session keeps its pods' logs here, for the sweep.
+    runner_logs = tmp_path_factory.mktemp("runner-logs")
+    monkeypatch_session.setenv(ProcessRunner.LOG_DIR_ENV, str(runner_logs))
+    with (
+        LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local,
+        local.api_client() as sweep_api,
+    ):
+        sweep = SecretsSweep(
+            sweep_api, lambda: [*OPERATOR_LOGS, *sorted(runner_logs.glob("*.log"))]
+        )
+        sweep.start()
         yield local
+        # The secrets sweep: no provider, caller or master key the session created in any
+        # ConfigMap, status, event, operator or proxy log.
+        sweep.list_now()
+        sweep.stop()
+        leaks = sweep.leaks()
+        print(f"secrets sweep: {len(sweep.secrets)} secret values, {sweep.place_count()} places")
+        assert not leaks, "secret values where none may be:\n" + "\n".join(leaks)
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +109,7 @@ class OperatorProcess:
         self.env = dict(env or {})
         self.namespace = self.env.get("POD_NAMESPACE")
         self.popen: subprocess.Popen | None = None
+        OPERATOR_LOGS.append(log_path)
 
     def start(self) -> None:
         port = free_port()

@@ -487,7 +487,7 @@ def test_a_model_no_registry_serves_keeps_the_pod_unready(
     ) as runner:
         pod = wait_ollama_pod(core, namespace)
 
-        # The operator sees the crash loop on its Ollama refresh timer (a container's state
+        # The operator sees the crash loop on its periodic Ollama refresh (a container's state
         # changes no StatefulSet field it watches).
         # Before the crash loop the pod may wait for its volume's binding, which OllamaReady
         # reports too: wait for the failed pull itself.

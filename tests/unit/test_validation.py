@@ -364,6 +364,13 @@ def test_what_is_not_a_manifest_is_reported_not_raised(obj: Any, path: str) -> N
     assert [error.path for error in validate(obj)] == [path]
 
 
+@pytest.mark.parametrize("name", [{"a": 1}, ["cheap"]])
+def test_a_model_name_of_no_hashable_type_is_reported_not_raised(name: Any) -> None:
+    # The cross-field rules collected model names in a set, and raised TypeError on these.
+    paths = [error.path for error in validate(changed(ROUTE, {"spec.models[1].name": name}))]
+    assert "spec.models[1].name" in paths
+
+
 def test_maps_keyed_by_strings_name_the_key() -> None:
     route = changed(ROUTE, {"spec.ollama.nodeSelector": {"kubernetes.io/arch": 3}})
     assert validate(route) == [
@@ -620,3 +627,44 @@ def test_jsonschema_is_imported_only_when_validating() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "True"]
+
+
+# Tolerations the CRD's schema allows but the API server refuses in the Ollama StatefulSet's
+# pod template (its toleration validation): caught offline, the route is refused whole
+# instead of half-applied (found by tests/e2e/test_spec_properties.py).
+@pytest.mark.parametrize(
+    ("toleration", "path"),
+    [
+        ({}, "spec.ollama.tolerations[0].operator"),
+        ({"operator": "Equal", "value": "gpu"}, "spec.ollama.tolerations[0].operator"),
+        ({"operator": "Exists", "value": "gpu"}, "spec.ollama.tolerations[0].value"),
+        ({"key": "a b", "operator": "Exists"}, "spec.ollama.tolerations[0].key"),
+        ({"key": "gpu", "value": "not a label value"}, "spec.ollama.tolerations[0].value"),
+        (
+            {"key": "gpu", "operator": "Exists", "tolerationSeconds": 5},
+            "spec.ollama.tolerations[0].effect",
+        ),
+    ],
+)
+def test_tolerations_the_api_server_refuses_are_caught(toleration: dict, path: str) -> None:
+    route = changed(ROUTE, {"spec.ollama.tolerations": [toleration]})
+    assert [error.path for error in validate(route)] == [path]
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        {"operator": "Exists"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "llm"},
+        {"key": "dedicated", "operator": "Equal", "value": ""},
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        },
+    ],
+)
+def test_tolerations_the_api_server_accepts_pass(toleration: dict) -> None:
+    assert validate(changed(ROUTE, {"spec.ollama.tolerations": [toleration]})) == []

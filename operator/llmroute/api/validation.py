@@ -381,7 +381,8 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
     if not isinstance(spec, dict):
         return
     models = list(_dicts(spec.get("models")))
-    model_names = {model.get("name") for _, model in models}
+    # Only strings name models; a name of another type is a schema error, reported as such.
+    model_names = {name for _, model in models if isinstance(name := model.get("name"), str)}
     for index, model in models:
         yield from _model_rules(model, f"spec.models[{index}]", model_names)
     managed = [

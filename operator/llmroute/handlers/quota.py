@@ -1,9 +1,11 @@
 """ModelQuota handlers: keep the spend ledger in status, and the route's routing in step.
 
-A timer syncs each quota every SYNC_INTERVAL_SECONDS (llmroute.quota.sync does the work). A
-sync that moves the quota's state posts an event and, when the quota is enforced, renders its
-route again so the routing follows the budget. Creating, changing or deleting a quota renders
-its route again too: its match, action, enforcement and rpm/tpm shape the route's config.
+One operator-wide loop syncs each quota every SYNC_INTERVAL_SECONDS (llmroute.quota.sync does
+the work), over a kopf index of the quotas: a kopf timer would put a finalizer on every quota
+(llmroute.periodic says why that is avoided). A sync that moves the quota's state posts an
+event and, when the quota is enforced, renders its route again so the routing follows the
+budget. Creating, changing or deleting a quota renders its route again too: its match,
+action, enforcement and rpm/tpm shape the route's config.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import kopf
 from llmroute import state
 from llmroute.api import GROUP, QUOTA_PLURAL, VERSION
 from llmroute.metrics import QUOTA_KIND, observed_reconcile
+from llmroute.periodic import PeriodicWork
 from llmroute.quota.sync import SyncOutcome, sync_quota
 from llmroute.route.reconcile import reconcile_by_name
 
@@ -38,18 +41,40 @@ def sync_interval() -> float:
 
 SYNC_INTERVAL_SECONDS: Final = sync_interval()
 
-# The timer and the change handlers may sync the same quota at once (kopf runs sync handlers
+# The periodic sync and the change handlers may sync the same quota at once (kopf runs sync handlers
 # in a thread pool); the conditional status write keeps the ledger exact regardless, the lock
 # spares the lost round.
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
 
-@kopf.timer(GROUP, VERSION, QUOTA_PLURAL, interval=SYNC_INTERVAL_SECONDS)
-@observed_reconcile(QUOTA_KIND)
-def quota_timer(
-    name: str, namespace: str, optional_children: kopf.Index, logger: logging.Logger, **_: Any
+@kopf.index(GROUP, VERSION, QUOTA_PLURAL)
+def quotas_to_sync(namespace: str, name: str, **_: Any) -> dict[tuple[str, str], bool]:
+    """Every quota the operator sees, by (namespace, name): what the periodic sync walks."""
+    return {(namespace, name): True}
+
+
+@kopf.on.startup()
+async def start_quota_sync(
+    memo: kopf.Memo,
+    quotas_to_sync: kopf.Index,
+    optional_children: kopf.Index,
+    logger: logging.Logger,
+    **_: Any,
 ) -> None:
-    sync(namespace, name, optional_children, logger)
+    @observed_reconcile(QUOTA_KIND)
+    def work(key: tuple[str, str]) -> None:
+        sync(key[0], key[1], optional_children, logger)
+
+    memo.quota_sync = PeriodicWork(
+        "quota sync", SYNC_INTERVAL_SECONDS, lambda: list(quotas_to_sync), work, logger
+    )
+    memo.quota_sync.start()
+
+
+@kopf.on.cleanup()
+async def stop_quota_sync(memo: kopf.Memo, **_: Any) -> None:
+    if "quota_sync" in memo:
+        await memo.quota_sync.stop()
 
 
 @kopf.on.create(GROUP, VERSION, QUOTA_PLURAL)

@@ -15,6 +15,7 @@ import kopf
 from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.metrics import ROUTE_KIND, observed_reconcile
+from llmroute.periodic import PeriodicWork
 from llmroute.render import warm_up_config_check
 from llmroute.render.children import drift_watched_resources, prunable_children
 from llmroute.render.labels import (
@@ -33,7 +34,7 @@ from llmroute.route.reconcile import (
 )
 
 # Model presence, crash loops and external Ollamas change without any event the operator
-# watches; this re-reads them. Only routes with an Ollama pay for it.
+# watches; a loop re-reads them. Only routes with an Ollama pay for it.
 OLLAMA_REFRESH_SECONDS = 60
 
 
@@ -131,16 +132,31 @@ def _workload_changed(
         update(namespace, route_name, dict(body))
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    ROUTE_PLURAL,
-    interval=OLLAMA_REFRESH_SECONDS,
-    idle=OLLAMA_REFRESH_SECONDS,
-    when=lambda spec, **_: bool(spec.get("ollama")),
-)
-def refresh_ollama_status(name: str, namespace: str, **_: Any) -> None:
-    update_ollama_ready(namespace, name, None)
+@kopf.index(GROUP, VERSION, ROUTE_PLURAL, when=lambda spec, **_: bool(spec.get("ollama")))
+def routes_with_ollama(namespace: str, name: str, **_: Any) -> dict[tuple[str, str], bool]:
+    """The routes with an Ollama, by (namespace, name); a route leaves it with spec.ollama."""
+    return {(namespace, name): True}
+
+
+@kopf.on.startup()
+async def start_ollama_refresh(
+    memo: kopf.Memo, routes_with_ollama: kopf.Index, logger: logging.Logger, **_: Any
+) -> None:
+    # One loop for all routes, not a kopf timer per route: a timer puts a finalizer on its
+    # object (llmroute.periodic).
+    def work(key: tuple[str, str]) -> None:
+        update_ollama_ready(key[0], key[1], None)
+
+    memo.ollama_refresh = PeriodicWork(
+        "Ollama refresh", OLLAMA_REFRESH_SECONDS, lambda: list(routes_with_ollama), work, logger
+    )
+    memo.ollama_refresh.start()
+
+
+@kopf.on.cleanup()
+async def stop_ollama_refresh(memo: kopf.Memo, **_: Any) -> None:
+    if "ollama_refresh" in memo:
+        await memo.ollama_refresh.stop()
 
 
 def _restore_on_change(
