@@ -25,6 +25,7 @@ from llmroute.api.route import parse_route
 from llmroute.client import LLMRouteClient, ServerError
 from llmroute.quota.counters import Usage, counter_samples, parse_metrics, usage_by_deployment
 from llmroute.render import render_route
+from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from localcluster import (
     FakeAnthropic,
     FakeOpenAI,
@@ -150,7 +151,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     secrets = {
         "provider-keys": _secret("provider-keys", PROVIDER_KEYS),
         master["metadata"]["name"]: _secret(
-            master["metadata"]["name"], dict.fromkeys(master["stringData"], MASTER_KEY)
+            master["metadata"]["name"], {MASTER_KEY_SECRET_KEY: MASTER_KEY}
         ),
     }
     template = deployment["spec"]["template"]
