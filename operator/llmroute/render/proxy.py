@@ -14,6 +14,7 @@ from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnv
 from llmroute.render.labels import (
     CONFIG_HASH_ANNOTATION,
     OPERATOR_APP_NAME,
+    REPLICAS_ANNOTATION,
     proxy_labels,
     proxy_selector,
 )
@@ -280,19 +281,18 @@ def render_deployment(
             "spec": pod_spec,
         },
     }
-    if not route.proxy.autoscaling.enabled:
-        # With autoscaling the HPA owns the replica count; writing one here would fight it.
-        spec = {"replicas": route.proxy.replicas, **spec}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": proxy_name(route.name),
-            "namespace": route.namespace,
-            "labels": proxy_labels(route.name),
-        },
-        "spec": spec,
+    metadata: dict[str, Any] = {
+        "name": proxy_name(route.name),
+        "namespace": route.namespace,
+        "labels": proxy_labels(route.name),
     }
+    if not route.proxy.autoscaling.enabled:
+        # The route owns the replica count: a count set by anyone else (kubectl scale) is
+        # drift, found by comparing it with the annotation. With autoscaling the HPA owns it;
+        # writing one here would fight it (the handler hands the field over).
+        spec = {"replicas": route.proxy.replicas, **spec}
+        metadata["annotations"] = {REPLICAS_ANNOTATION: str(route.proxy.replicas)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def _may_run_several(route: Route) -> bool:

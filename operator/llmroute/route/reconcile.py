@@ -136,7 +136,13 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
                 api, "apps/v1", "StatefulSet", parsed.namespace, obj["metadata"]["name"]
             )
             obj, storage_message = ollama_status.keep_claim_templates(obj, existing)
-        applied = kube.apply(api, _owned(obj, owner))
+        if obj["kind"] == "Deployment" and "replicas" not in obj["spec"]:
+            # An autoscaler owns the count: hand it over, never reset it.
+            applied = kube.apply_releasing_replicas(
+                api, _owned(obj, owner), parsed.proxy.autoscaling.min_replicas
+            )
+        else:
+            applied = kube.apply(api, _owned(obj, owner))
         if obj["kind"] == "Deployment":
             deployment = applied
         elif obj["kind"] == "StatefulSet":
