@@ -122,7 +122,9 @@ def test_turning_autoscaling_on_hands_the_replicas_to_the_autoscaler(api, namesp
 
     # maxReplicas 4 < 5: the autoscaler, and only it, takes the count down to 4 (it enforces
     # its bounds without metrics; this cluster runs no metrics server).
-    patch_proxy(api, namespace, {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}})
+    patch_proxy(
+        api, namespace, {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}}
+    )
     autoscaling = client.AutoscalingV2Api(api)
     wait_for(
         lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(DEPLOYMENT, namespace),
