@@ -60,9 +60,7 @@ def test_the_rendered_deployment_records_the_count_it_asks_for() -> None:
             "kind": "LLMRoute",
             "metadata": {"name": "gw", "namespace": "apps"},
             "spec": {
-                "models": [
-                    {"name": "m", "targets": [{"provider": "ollama", "model": "llama3.2"}]}
-                ],
+                "models": [{"name": "m", "targets": [{"provider": "ollama", "model": "llama3.2"}]}],
                 "proxy": proxy,
             },
         }

@@ -372,7 +372,11 @@ def test_quota_effects_in_detail() -> None:
         )
     # anthropic is soft-limited: behind openai and mistral (whose quota is only in shadow mode).
     # The openai quota's 90 rpm is split over the three openai targets it matches.
-    assert deployments["smart"] == [("smart/1", 1, 30), ("smart/2", 2, None), ("smart/0", 3, None)]
+    assert deployments["smart"] == [
+        ("smart/openai/gpt-4o", 1, 30),
+        ("smart/mistral/mistral-large-latest", 2, None),
+        ("smart/anthropic/claude-sonnet-4-5", 3, None),
+    ]
     # gpt4's only target is exhausted: the model is served by its fallback chain.
     assert "gpt4" not in deployments
     assert config["router_settings"]["model_group_alias"] == {"gpt4": "local"}
@@ -399,9 +403,9 @@ def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
     )
     cheap = [d for d in rendered.config["model_list"] if d["model_name"] == "cheap"]
     assert [(d["model_info"]["id"], d["litellm_params"].get("order")) for d in cheap] == [
-        ("cheap/0", 1),
-        ("cheap/2", 1),
-        ("cheap/1", 2),
+        ("cheap/openai/gpt-4o", 1),
+        ("cheap/ollama/qwen2.5:7b", 1),
+        ("cheap/openai/gpt-4o-mini", 2),
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target, deployment_id
+from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target
 from llmroute.render.credentials import MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.quota_effects import PlannedTarget, RoutingPlan
@@ -147,7 +147,7 @@ def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> 
                     "litellm_params": _litellm_params(
                         route, model.strategy, planned, envs, processes
                     ),
-                    "model_info": {"id": deployment_id(model.name, planned.target.index)},
+                    "model_info": {"id": planned.target.deployment_id},
                 }
             )
 
