@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -53,6 +54,7 @@ def golden_view(rendered) -> dict[str, Any]:
     """The rendered route as stored in expected.yaml; the auth module's text stands in by name."""
     view = dataclasses.asdict(rendered)
     view["secret_refs"] = [[ref.name, ref.field] for ref in rendered.secret_refs]
+    view["limit_division"] = json.loads(json.dumps(view["limit_division"]))  # tuples as lists
     for obj in view["objects"]:
         if obj["kind"] == "ConfigMap":
             assert obj["data"][AUTH_MODULE_FILE] == gateway_source()
@@ -312,7 +314,12 @@ def test_rate_limits_are_split_across_processes_without_redis() -> None:
     assert limits({"replicas": 3}) == (34, 334)
     two_workers = {"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}
     assert limits({"replicas": 3, **two_workers}) == (17, 167)
-    assert limits({"autoscaling": {"enabled": True, "maxReplicas": 4}}) == (25, 250)
+    # Autoscaled: divided by the replicas that always run (minReplicas), not maxReplicas.
+    assert limits({"autoscaling": {"enabled": True, "maxReplicas": 4}}) == (100, 1000)
+    assert limits({"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}}) == (
+        50,
+        500,
+    )
     assert limits({"replicas": 3, **two_workers}, redis=True) == (100, 1000)
 
 

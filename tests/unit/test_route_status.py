@@ -51,7 +51,9 @@ def test_ready_sums_up_the_others_in_order() -> None:
     failing = with_ready(
         set_condition(ready, "SecretsResolved", False, "SecretNotFound", "x", 1), 1
     )
-    assert [c["type"] for c in failing] == [t for t in CONDITION_ORDER if t != "OllamaReady"]
+    assert [c["type"] for c in failing] == [
+        t for t in CONDITION_ORDER if t not in ("OllamaReady", "LimitsExact")
+    ]
     assert (condition(failing, "Ready")["status"], condition(failing, "Ready")["reason"]) == (
         "False",
         "SecretsResolvedNotTrue",

@@ -156,7 +156,7 @@ def _not_ready(
     routes: Sequence[Mapping[str, Any]], quotas: Sequence[Mapping[str, Any]], all_namespaces: bool
 ) -> list[str]:
     """One line for each condition that keeps a route from Ready, and each failing quota's."""
-    from ..route.status import CONDITION_ORDER
+    from ..route.status import READY_REQUIRES
 
     def name_of(row: Mapping[str, Any]) -> str:
         return f"{row['namespace']}/{row['name']}" if all_namespaces else str(row["name"])
@@ -168,7 +168,7 @@ def _not_ready(
         failing = [
             (type_, c)
             for type_, c in route["conditions"].items()
-            if type_ in CONDITION_ORDER and c.get("status") != "True"
+            if type_ in ("Ready", *READY_REQUIRES) and c.get("status") != "True"
         ]
         # Ready=False only sums up the others; on its own (waiting for the proxy) it says why.
         failing = [f for f in failing if f[0] != "Ready"] or failing

@@ -27,7 +27,12 @@ from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
-from llmroute.route.status import proxy_condition, status_changed, with_ready
+from llmroute.route.status import (
+    limits_condition,
+    proxy_condition,
+    status_changed,
+    with_ready,
+)
 
 # Seconds before kopf retries a route whose referenced Secret is missing; a Secret event
 # reconciles it at once, so this is only the safety net.
@@ -107,6 +112,8 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         "the spec renders a valid LiteLLM config",
         generation,
     )
+    if rendered.limit_division is not None:
+        conditions = limits_condition(conditions, rendered.limit_division, generation)
 
     missing = _missing_secrets(api, parsed.namespace, rendered)
     if missing:
