@@ -41,6 +41,7 @@ def route_manifest(proxy: dict) -> dict:
                             "provider": "openai-compatible",
                             "model": "tiny",
                             "apiBase": "http://127.0.0.1:9/v1",
+                            "rpm": 100,
                         }
                     ],
                 }
@@ -76,6 +77,14 @@ def deployment_replicas(api: client.ApiClient, namespace: str) -> int | None:
 
 def operator_owns_replicas(api: client.ApiClient, namespace: str) -> bool:
     return manages_field(raw_deployment(api, namespace), FIELD_MANAGER, ("spec", "replicas"))
+
+
+def route_condition(api: client.ApiClient, namespace: str, type_: str) -> dict | None:
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, ROUTE_PLURAL, "gw"
+    )
+    conditions = (route.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), None)
 
 
 def observed_generation(api: client.ApiClient, namespace: str) -> bool:
@@ -114,8 +123,12 @@ class ReplicaWatch:
 
 
 def test_turning_autoscaling_on_hands_the_replicas_to_the_autoscaler(api, namespace):
-    create_route(api, namespace, {"replicas": 5})
+    create_route(api, namespace, {"replicas": 5, "workers": 1})
     wait_for(lambda: deployment_replicas(api, namespace) == 5, what="the Deployment at 5 replicas")
+    # Five processes count rpm 100 each on their own: 20 each, said in a condition.
+    limits = wait_for(lambda: route_condition(api, namespace, "LimitsExact"), what="LimitsExact")
+    assert (limits["status"], limits["reason"]) == ("False", "DividedAcrossProcesses")
+    assert "rpm 100: 20 per process, 100 in total" in limits["message"]
     apps = client.AppsV1Api(api)
     before = apps.read_namespaced_deployment(DEPLOYMENT, namespace)
     watcher = ReplicaWatch(api, namespace, before.metadata.resource_version)
