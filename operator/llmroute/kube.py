@@ -13,8 +13,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.render.children import plurals
+from llmroute.render.labels import REPLICAS_ANNOTATION
 
 FIELD_MANAGER = "llmroute"
+# A second manager of the operator's own, used only to hand spec.replicas over to an
+# autoscaler (see apply_releasing_replicas). It owns nothing once the autoscaler has
+# written the field, and the API server then drops its entry from managedFields.
+HANDOVER_FIELD_MANAGER = "llmroute-handover"
 
 # apiVersion/kind -> URL plural, for the kinds the operator owns (its table of child kinds).
 _PLURALS = plurals()
@@ -52,15 +57,22 @@ def _call(
     return json.loads(response.data) if response.data else None
 
 
-def apply(api: client.ApiClient, obj: dict, *, dry_run: bool = False) -> dict:
-    """Server-side apply `obj` (which must carry metadata.namespace) as FIELD_MANAGER.
+def apply(
+    api: client.ApiClient,
+    obj: dict,
+    *,
+    dry_run: bool = False,
+    manager: str = FIELD_MANAGER,
+    force: bool = True,
+) -> dict:
+    """Server-side apply `obj` (which must carry metadata.namespace) as `manager`.
 
     dry_run: the same request with dryRun=All; the API server validates and admits it (the
     built-in checks, admission policies and webhooks) and returns the result, but stores
     nothing.
     """
     meta = obj["metadata"]
-    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    query = [("fieldManager", manager), ("force", "true" if force else "false")]
     if dry_run:
         query.append(("dryRun", "All"))
     return _call(
@@ -89,6 +101,37 @@ def api_message(error: ApiException) -> str:
     if isinstance(status, dict) and status.get("message"):
         return str(status["message"])
     return f"{error.status} {error.reason}".strip()
+
+
+def apply_releasing_replicas(api: client.ApiClient, obj: dict, initial_replicas: int) -> dict:
+    """Apply a workload whose spec.replicas another controller (an autoscaler) owns.
+
+    `obj` leaves spec.replicas out. Left out while FIELD_MANAGER still owns the field, the
+    API server would reset it to its default (one replica) before the autoscaler claims it.
+    So, as the Kubernetes documentation's "Transferring ownership" (Server-Side Apply)
+    describes: HANDOVER_FIELD_MANAGER first applies just the current count, without force,
+    becoming a co-owner of the field; only then does FIELD_MANAGER apply without it, and the
+    count stays. A conflict means the autoscaler changed the count meanwhile and owns it
+    already: nothing to hand over. A new workload starts at `initial_replicas` (the
+    autoscaler's minimum), never at one.
+    """
+    meta = obj["metadata"]
+    live = get(api, obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if live is None:
+        live = apply(api, {**obj, "spec": {"replicas": initial_replicas, **obj["spec"]}})
+    if manages_field(live, FIELD_MANAGER, ("spec", "replicas")):
+        handover = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {"replicas": live["spec"]["replicas"]},
+        }
+        try:
+            apply(api, handover, manager=HANDOVER_FIELD_MANAGER, force=False)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    return apply(api, obj)
 
 
 def get(
@@ -176,8 +219,37 @@ def foreign_owner(existing: dict | None, owner: dict) -> dict | None:
 
 
 # Controllers that write to our children as part of their normal work (the Deployment
-# controller's revision annotation); their writes are not drift.
-SYSTEM_MANAGERS = frozenset({"kube-controller-manager"})
+# controller's revision annotation); their writes are not drift. Nor are the operator's own.
+SYSTEM_MANAGERS = frozenset({"kube-controller-manager", HANDOVER_FIELD_MANAGER})
+
+
+def manages_field(obj: dict, manager: str, path: tuple[str, ...]) -> bool:
+    """Whether `manager` owns the field at `path` (e.g. ("spec", "replicas")) of `obj`."""
+    for entry in obj.get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("subresource"):
+            continue
+        fields = entry.get("fieldsV1") or {}
+        for name in path:
+            fields = fields.get(f"f:{name}") if isinstance(fields, dict) else None
+            if fields is None:
+                break
+        else:
+            return True
+    return False
+
+
+def scaled_by_others(obj: dict) -> bool:
+    """Whether a workload runs another replica count than the one the operator applied.
+
+    The operator records the count it applies in an annotation (none when an autoscaler owns
+    the count). `kubectl scale` and other writers of the scale subresource change
+    spec.replicas without touching the object's own managed fields, so this compares values
+    rather than write times.
+    """
+    wanted = (obj.get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
+    if wanted is None:
+        return False
+    return str((obj.get("spec") or {}).get("replicas", 1)) != wanted
 
 
 def edited_by_others(obj: dict) -> bool:

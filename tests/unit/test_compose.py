@@ -297,7 +297,7 @@ def test_limits_are_shared_by_the_workers_of_one_proxy() -> None:
     spec_route["spec"]["models"][0]["targets"][0]["rpm"] = 60
     one = copy.deepcopy(spec_route)
     one["spec"]["proxy"]["replicas"] = 1
-    processes = limit_processes(parse_route(one))
+    processes = limit_processes(parse_route(one)).fewest
     rpm = config_of(compose_manifest(spec_route))["model_list"][0]["litellm_params"]["rpm"]
     assert rpm == -(-60 // processes)
     assert rpm > render_manifest(spec_route).config["model_list"][0]["litellm_params"]["rpm"]

@@ -69,15 +69,21 @@ def sync(ledger: Ledger, *scrapes: ReplicaScrape, matched=("smart/0",), now=NOW)
 def test_counters_of_a_real_proxy_by_deployment() -> None:
     families = parse_metrics(METRICS.read_text())
     usage = usage_by_deployment(counter_samples(families))
-    assert set(usage) == {"smart/0", "smart/1", "cheap/0"}
+    assert set(usage) == {
+        "smart/openai/gpt-4",
+        "smart/openai-compatible/gpt-4o",
+        "cheap/openai/gpt-4o-mini",
+    }
     # gpt-4 from the price map: 6 requests of 10 + 5 tokens at 0.0006 USD each.
-    assert usage["smart/0"].requests == 6
-    assert usage["smart/0"].input_tokens == 60
-    assert usage["smart/0"].output_tokens == 30
-    assert usage["smart/0"].spend_usd == pytest.approx(0.0036)
+    assert usage["smart/openai/gpt-4"].requests == 6
+    assert usage["smart/openai/gpt-4"].input_tokens == 60
+    assert usage["smart/openai/gpt-4"].output_tokens == 30
+    assert usage["smart/openai/gpt-4"].spend_usd == pytest.approx(0.0036)
     # gpt-4o served the two requests gpt-4 failed, at the spec's own pricing.
-    assert usage["smart/1"] == Usage(pytest.approx(2 * (10 * 2.5 + 5 * 10) / 1e6), 20, 10, 2)
-    assert usage["cheap/0"] == Usage(pytest.approx(0.06), 30, 15, 3)
+    assert usage["smart/openai-compatible/gpt-4o"] == Usage(
+        pytest.approx(2 * (10 * 2.5 + 5 * 10) / 1e6), 20, 10, 2
+    )
+    assert usage["cheap/openai/gpt-4o-mini"] == Usage(pytest.approx(0.06), 30, 15, 3)
     assert process_start_seconds(families) is not None
 
 

@@ -150,7 +150,11 @@ def test_scrape_reads_every_replica_and_reports_the_silent_ones(proxy: int) -> N
     scraped = by_pod["gw-litellm-a"].to_scrape()
     assert scraped.uid == "ua"
     assert scraped.deployments is not None
-    assert set(scraped.deployments) == {"smart/0", "smart/1", "cheap/0"}
+    assert set(scraped.deployments) == {
+        "smart/openai/gpt-4",
+        "smart/openai-compatible/gpt-4o",
+        "cheap/openai/gpt-4o-mini",
+    }
     assert scraped.process_start is not None
     silent = by_pod["gw-litellm-b"].to_scrape()
     assert silent.deployments is None and silent.uid == "ub"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from llmroute.api.quota import QuotaSpec, QuotaSpecError, matched_deployments, stored_route_targets
+from llmroute.api.route import target_identity
 from llmroute.quota.counters import Usage
 from llmroute.quota.ledger import ReplicaScrape
 from llmroute.quota.status import next_status, transition_event
@@ -41,6 +42,15 @@ ROUTE: dict[str, Any] = {
 }
 
 
+# The deployment ids of ROUTE's targets, by model and position.
+IDS = {
+    "smart_0": "smart/anthropic/claude-sonnet-4-5",
+    "smart_1": "smart/openai/gpt-4",
+    "smart_2": "smart/openai-compatible/gpt-4@" + target_identity("", "", "http://x")[-8:],
+    "cheap_0": "cheap/openai/gpt-4o-mini",
+}
+
+
 def quota(**spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "llmroute.dev/v1alpha1",
@@ -58,8 +68,8 @@ def quota(**spec: Any) -> dict[str, Any]:
 def replica(uid: str = "u1", n: int | None = 0, **more: int) -> ReplicaScrape:
     deployments = None
     if n is not None:
-        deployments = {"smart/1": Usage(n * 1.0, 10 * n, 5 * n, n)}
-        deployments.update({k.replace("_", "/"): Usage(v * 1.0, 0, 0, v) for k, v in more.items()})
+        deployments = {IDS["smart_1"]: Usage(n * 1.0, 10 * n, 5 * n, n)}
+        deployments.update({IDS[k]: Usage(v * 1.0, 0, 0, v) for k, v in more.items()})
     return ReplicaScrape(uid=uid, pod=f"gw-litellm-{uid}", deployments=deployments, started=STARTED)
 
 
@@ -86,11 +96,15 @@ def test_match_selects_targets_by_provider_model_and_model_name() -> None:
         spec = QuotaSpec.from_quota(quota(match=match))
         return set(matched_deployments(stored_route_targets(ROUTE), spec))
 
-    assert ids(provider="openai") == {"smart/1", "cheap/0"}
-    assert ids(model="gpt-4") == {"smart/1", "smart/2"}
-    assert ids(provider="openai-compatible") == {"smart/2"}
-    assert ids(modelName="smart") == {"smart/0", "smart/1", "smart/2"}
-    assert ids(provider="openai", modelName="smart") == {"smart/1"}
+    def stable(*names: str) -> set[str]:
+        # each target's id, and the position id proxies of earlier releases gave it
+        return {IDS[n] for n in names} | {n.replace("_", "/") for n in names}
+
+    assert ids(provider="openai") == stable("smart_1", "cheap_0")
+    assert ids(model="gpt-4") == stable("smart_1", "smart_2")
+    assert ids(provider="openai-compatible") == stable("smart_2")
+    assert ids(modelName="smart") == stable("smart_0", "smart_1", "smart_2")
+    assert ids(provider="openai", modelName="smart") == stable("smart_1")
     assert ids(provider="groq") == set()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -61,6 +62,7 @@ def golden_view(rendered) -> dict[str, Any]:
     """The rendered route as stored in expected.yaml; the payloads' texts stand in by name."""
     view = dataclasses.asdict(rendered)
     view["secret_refs"] = [[ref.name, ref.field] for ref in rendered.secret_refs]
+    view["limit_division"] = json.loads(json.dumps(view["limit_division"]))  # tuples as lists
     for obj in view["objects"]:
         if obj["kind"] == "ConfigMap":
             assert obj["data"][AUTH_MODULE_FILE] == gateway_source()
@@ -321,7 +323,12 @@ def test_rate_limits_are_split_across_processes_without_redis() -> None:
     assert limits({"replicas": 3}) == (34, 334)
     two_workers = {"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}
     assert limits({"replicas": 3, **two_workers}) == (17, 167)
-    assert limits({"autoscaling": {"enabled": True, "maxReplicas": 4}}) == (25, 250)
+    # Autoscaled: divided by the replicas that always run (minReplicas), not maxReplicas.
+    assert limits({"autoscaling": {"enabled": True, "maxReplicas": 4}}) == (100, 1000)
+    assert limits({"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}}) == (
+        50,
+        500,
+    )
     assert limits({"replicas": 3, **two_workers}, redis=True) == (100, 1000)
 
 
@@ -381,7 +388,11 @@ def test_quota_effects_in_detail() -> None:
         )
     # anthropic is soft-limited: behind openai and mistral (whose quota is only in shadow mode).
     # The openai quota's 90 rpm is split over the three openai targets it matches.
-    assert deployments["smart"] == [("smart/1", 1, 30), ("smart/2", 2, None), ("smart/0", 3, None)]
+    assert deployments["smart"] == [
+        ("smart/openai/gpt-4o", 1, 30),
+        ("smart/mistral/mistral-large-latest", 2, None),
+        ("smart/anthropic/claude-sonnet-4-5", 3, None),
+    ]
     # gpt4's only target is exhausted: the model is served by its fallback chain.
     assert "gpt4" not in deployments
     assert config["router_settings"]["model_group_alias"] == {"gpt4": "local"}
@@ -408,9 +419,9 @@ def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
     )
     cheap = [d for d in rendered.config["model_list"] if d["model_name"] == "cheap"]
     assert [(d["model_info"]["id"], d["litellm_params"].get("order")) for d in cheap] == [
-        ("cheap/0", 1),
-        ("cheap/2", 1),
-        ("cheap/1", 2),
+        ("cheap/openai/gpt-4o", 1),
+        ("cheap/ollama/qwen2.5:7b", 1),
+        ("cheap/openai/gpt-4o-mini", 2),
     ]
 
 

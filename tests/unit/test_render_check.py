@@ -100,7 +100,7 @@ def test_cost_routing_without_a_known_price_is_reported() -> None:
                 deployment["litellm_params"].pop("output_cost_per_token", None)
 
     problems = check_litellm_config(broken("cost-pricing", drop_prices))
-    assert any("cheap/0" in p and "price" in p for p in problems), problems
+    assert any("cheap/openai/gpt-4o" in p and "price" in p for p in problems), problems
 
 
 def test_results_are_cached_by_content(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,19 +190,25 @@ def answers(
 
 
 def test_priority_is_the_order_of_targets() -> None:
-    assert answers("smart") == ["smart/0", "smart/0"]
-    assert answers("smart", fail={"smart/0": "error"}) == ["smart/1", "smart/1"]
+    assert answers("smart") == [
+        "smart/anthropic/claude-sonnet-4-5",
+        "smart/anthropic/claude-sonnet-4-5",
+    ]
+    assert answers("smart", fail={"smart/anthropic/claude-sonnet-4-5": "error"}) == [
+        "smart/openai/gpt-4o",
+        "smart/openai/gpt-4o",
+    ]
 
 
 def test_a_failing_chain_falls_back_to_the_next_model() -> None:
-    fail = {"smart/0": "rate", "smart/1": "error"}
-    assert answers("smart", fail=fail) == ["local/0", "local/0"]
+    fail = {"smart/anthropic/claude-sonnet-4-5": "rate", "smart/openai/gpt-4o": "error"}
+    assert answers("smart", fail=fail) == ["local/ollama/llama3.2", "local/ollama/llama3.2"]
     assert answers("smart", fail=fail, fallback_on=["contextWindow"]) == ["InternalServerError"] * 2
 
 
 def test_context_window_errors_follow_their_own_switch() -> None:
-    fail = {"smart/0": "context"}
-    assert answers("smart", fail=fail, calls=1) == ["local/0"]
+    fail = {"smart/anthropic/claude-sonnet-4-5": "context"}
+    assert answers("smart", fail=fail, calls=1) == ["local/ollama/llama3.2"]
     no_context = ["errors", "rateLimit", "timeout"]
     assert answers("smart", fail=fail, fallback_on=no_context, calls=1) == [
         "ContextWindowExceededError"
@@ -211,17 +217,17 @@ def test_context_window_errors_follow_their_own_switch() -> None:
 
 def test_cost_routing_prefers_the_cheaper_target() -> None:
     # The free local model wins although LiteLLM reads a zero price as "unknown".
-    assert answers("cheap", calls=3) == ["cheap/1"] * 3
+    assert answers("cheap", calls=3) == ["cheap/ollama/llama3.2"] * 3
 
 
 def test_soft_limited_target_moves_behind() -> None:
     soft = [QuotaEffect(provider="anthropic", state="SoftLimited")]
-    assert answers("smart", quotas=soft) == ["smart/1", "smart/1"]
+    assert answers("smart", quotas=soft) == ["smart/openai/gpt-4o", "smart/openai/gpt-4o"]
 
 
 def test_exhausted_model_is_served_by_its_fallback() -> None:
     exhausted = [QuotaEffect(model_name="smart", state="Exhausted")]
-    assert answers("smart", quotas=exhausted) == ["local/0", "local/0"]
+    assert answers("smart", quotas=exhausted) == ["local/ollama/llama3.2", "local/ollama/llama3.2"]
 
 
 def test_a_config_without_deployments_loads() -> None:

@@ -52,7 +52,9 @@ def test_ready_sums_up_the_others_in_order() -> None:
         set_condition(ready, "SecretsResolved", False, "SecretNotFound", "x", 1), 1
     )
     assert [c["type"] for c in failing] == [
-        t for t in CONDITION_ORDER if t not in ("Applied", "OllamaReady", "OperatorAccess")
+        t
+        for t in CONDITION_ORDER
+        if t not in ("Applied", "OllamaReady", "LimitsExact", "OperatorAccess")
     ]
     assert (condition(failing, "Ready")["status"], condition(failing, "Ready")["reason"]) == (
         "False",

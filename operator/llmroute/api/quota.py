@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from llmroute.api.periods import PERIODS
-from llmroute.api.route import Route, Target, deployment_id
+from llmroute.api.route import (
+    Route,
+    Target,
+    deployment_ids,
+    position_deployment_id,
+    target_identity,
+)
 from llmroute.api.schema import schema_default, schema_enum
 
 log = logging.getLogger(__name__)
@@ -130,22 +136,24 @@ class QuotaSpec:
 
 @dataclass(frozen=True)
 class RouteTarget:
-    """A target of a route, as a quota sees it: what its match compares, and its id."""
+    """A target of a route, as a quota sees it: what its match compares, and its ids."""
 
     model_name: str
     index: int  # position in its model's targets
     provider: str
     model: str
+    deployment_id: str  # model_info.id in the config (llmroute.api.route.deployment_ids)
 
     @property
-    def deployment_id(self) -> str:
-        return deployment_id(self.model_name, self.index)
+    def position_id(self) -> str:
+        """The id a proxy running a config of a release before stable ids gives it."""
+        return position_deployment_id(self.model_name, self.index)
 
 
 def route_targets(route: Route) -> tuple[RouteTarget, ...]:
     """Every target of a parsed route, in spec order."""
     return tuple(
-        RouteTarget(model.name, target.index, target.provider, target.model)
+        RouteTarget(model.name, target.index, target.provider, target.model, target.deployment_id)
         for model in route.models
         for target in model.targets
     )
@@ -156,19 +164,30 @@ def stored_route_targets(route: Mapping[str, Any]) -> tuple[RouteTarget, ...]:
 
     A route whose spec no longer parses keeps serving its last good config, and that spend
     still counts: the ledger reads the targets of any route, valid or not, and skips only
-    entries it cannot read at all.
+    entries it cannot read at all. Ids are derived as parse_route derives them.
     """
     targets = []
     for model in (route.get("spec") or {}).get("models") or []:
         name = model.get("name") if isinstance(model, Mapping) else None
         if not isinstance(name, str):
             continue
-        for index, target in enumerate(model.get("targets") or []):
-            if isinstance(target, Mapping):
-                targets.append(
-                    RouteTarget(name, index, target.get("provider"), target.get("model"))
-                )
+        raw = [t for t in model.get("targets") or [] if isinstance(t, Mapping)]
+        identities = [
+            target_identity(str(t.get("provider")), str(t.get("model")), _str_or_none(t))
+            for t in raw
+        ]
+        for index, (target, deployment) in enumerate(
+            zip(raw, deployment_ids(name, identities), strict=True)
+        ):
+            targets.append(
+                RouteTarget(name, index, target.get("provider"), target.get("model"), deployment)
+            )
     return tuple(targets)
+
+
+def _str_or_none(target: Mapping[str, Any]) -> str | None:
+    api_base = target.get("apiBase")
+    return api_base if isinstance(api_base, str) else None
 
 
 def matched_deployments(targets: Iterable[RouteTarget], quota: QuotaSpec) -> frozenset[str]:
@@ -176,9 +195,13 @@ def matched_deployments(targets: Iterable[RouteTarget], quota: QuotaSpec) -> fro
 
     The proxy's counters carry the id as label model_id, so a quota counts exactly its
     targets' spend; provider and model labels would not tell an openai-compatible target from
-    an openai one (LiteLLM labels both "openai").
+    an openai one (LiteLLM labels both "openai"). Each target's position id is matched too:
+    proxies still running a config rendered before ids were stable (during the upgrade's
+    rollout) count by position, which is right unless that same change reordered targets.
     """
-    return frozenset(t.deployment_id for t in targets if quota.matches(t))
+    return frozenset(
+        id_ for t in targets if quota.matches(t) for id_ in (t.deployment_id, t.position_id)
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ instead of rendering a gateway that cannot work.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -87,11 +90,40 @@ def _default(path: str) -> Any:
     return schema_default("LLMRoute", path)
 
 
-def deployment_id(model_name: str, target_index: int) -> str:
-    """model_info.id of a target in the LiteLLM config: stable while the spec keeps it there.
+def target_identity(provider: str, model: str, api_base: str | None) -> str:
+    """What tells a target from the other targets of its model, whatever its position.
+
+    "<provider>/<model>", plus a digest of its apiBase when it has one (an apiBase may be
+    long and carry characters that do not belong in a metric label).
+    """
+    identity = f"{provider}/{model}"
+    if api_base:
+        digest = hashlib.sha256(api_base.rstrip("/").encode("utf-8")).hexdigest()[:8]
+        identity += f"@{digest}"
+    return identity
+
+
+def deployment_ids(model_name: str, identities: Sequence[str]) -> tuple[str, ...]:
+    """model_info.id of each target of a model in the LiteLLM config, from its identity.
 
     Metrics carry it (label model_id), so usage and quotas map back to the spec's target.
+    "<model name>/<identity>": reordering targets keeps every id, so the pods of a rollout
+    (old and new config side by side) charge each target's spend to the same id. Targets
+    with the same identity (the same provider model twice, say with two keys) get "#2",
+    "#3"... by their order among themselves; they match the same quotas either way.
     """
+    seen: Counter[str] = Counter()
+    ids = []
+    for identity in identities:
+        seen[identity] += 1
+        repeat = f"#{seen[identity]}" if seen[identity] > 1 else ""
+        ids.append(f"{model_name}/{identity}{repeat}")
+    return tuple(ids)
+
+
+def position_deployment_id(model_name: str, target_index: int) -> str:
+    """The id releases before stable ids gave a target: its position. Read only, to count
+    the spend of proxies still running such a config while they are replaced."""
     return f"{model_name}/{target_index}"
 
 
@@ -140,6 +172,7 @@ class Target:
     tpm: int | None
     pricing: Pricing | None
     timeout_seconds: int | None
+    deployment_id: str = ""  # model_info.id in the LiteLLM config (deployment_ids)
 
 
 @dataclass(frozen=True)
@@ -445,7 +478,13 @@ def _models(raw: object) -> tuple[Model, ...]:
             raise SpecError(f"{path}.targets", "must list at least one target")
         if len(targets_raw) > 16:
             raise SpecError(f"{path}.targets", "must list at most 16 targets")
-        targets = tuple(_target(t, f"{path}.targets[{j}]", j) for j, t in enumerate(targets_raw))
+        parsed = [_target(t, f"{path}.targets[{j}]", j) for j, t in enumerate(targets_raw)]
+        ids = deployment_ids(
+            name, [target_identity(t.provider, t.model, t.api_base) for t in parsed]
+        )
+        targets = tuple(
+            dataclasses.replace(t, deployment_id=d) for t, d in zip(parsed, ids, strict=True)
+        )
         fallbacks = _names(spec.get("fallbacks"), f"{path}.fallbacks") or ()
         models.append(Model(i, name, strategy, targets, fallbacks))
     names = [m.name for m in models]

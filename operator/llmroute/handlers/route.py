@@ -126,7 +126,7 @@ def _workload_changed(
     if not route_name:
         return
     namespace = body["metadata"]["namespace"]
-    if type == "DELETED" or kube.edited_by_others(body):
+    if type == "DELETED" or kube.edited_by_others(body) or kube.scaled_by_others(body):
         reconcile_by_name(namespace, route_name, optional_children, logger)
     else:
         update(namespace, route_name, dict(body))

@@ -10,7 +10,7 @@ with one label set per call:
 - litellm_requests_metric_total       1
 
 All four carry `model_id` (the deployment's model_info.id, which llmroute renders as
-"<model name>/<target index>", see llmroute.render.deployment_id), `requested_model` (the
+"<model name>/<provider>/<model>", see llmroute.api.route.deployment_ids), `requested_model` (the
 route's model name), `model` (the provider's model id, without the provider prefix),
 `api_provider` (LiteLLM's provider: "openai" for openai-compatible targets too),
 `api_key_alias` / `team` / `user` (the caller, set by the gateway's auth hook) and one

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from llmroute.api.route import deployment_id
+from llmroute.api.quota import stored_route_targets
 from llmroute.quota.counters import (
     CALLER_LABEL,
     MODEL_ID_LABEL,
@@ -41,7 +41,7 @@ class UsageRow:
     route: str
     model: str  # the route's model name (what clients sent)
     target: str  # "<provider>/<model>" of the spec's target; LiteLLM's labels when unknown
-    deployment: str  # the deployment id, "<model name>/<target index>"
+    deployment: str  # the deployment id, "<model name>/<provider>/<model>" (deployment_ids)
     caller: str  # a declared caller, "_master" for the master key, "" when unknown
     task: str  # the declared tasks the requests were tagged with, comma-separated; "" none
     usage: Usage
@@ -68,14 +68,8 @@ class UsageReport:
 
 
 def _targets(route: Mapping[str, Any]) -> dict[str, str]:
-    """Deployment id -> "<provider>/<model>" for every target of the route's spec."""
-    targets = {}
-    for model in (route.get("spec") or {}).get("models") or []:
-        for index, target in enumerate(model.get("targets") or []):
-            targets[deployment_id(str(model.get("name")), index)] = (
-                f"{target.get('provider')}/{target.get('model')}"
-            )
-    return targets
+    """Deployment id -> "<provider>/<model>" for every target of the route's spec, in order."""
+    return {t.deployment_id: f"{t.provider}/{t.model}" for t in stored_route_targets(route)}
 
 
 def _caller(labels: Mapping[str, str]) -> str:
@@ -129,13 +123,18 @@ def usage_rows(
         UsageRow(namespace, route, model, target, deployment, caller, task, usage)
         for (model, target, deployment, caller, task), usage in totals.items()
     ]
-    return sorted(rows, key=lambda r: (r.model, _spec_order(r.deployment), r.caller, r.task))
-
-
-def _spec_order(deployment: str) -> tuple[str, int]:
-    """ "smart/10" after "smart/2": targets in the order the spec lists them."""
-    name, _, index = deployment.rpartition("/")
-    return (name, int(index)) if index.isdigit() else (deployment, -1)
+    # Targets in the order the spec lists them; deployments it does not name after them.
+    position = {deployment: i for i, deployment in enumerate(targets or {})}
+    return sorted(
+        rows,
+        key=lambda r: (
+            r.model,
+            position.get(r.deployment, len(position)),
+            r.deployment,
+            r.caller,
+            r.task,
+        ),
+    )
 
 
 def route_usage(route: Mapping[str, Any], metrics: Sequence[ReplicaMetrics]) -> list[UsageRow]:

@@ -22,7 +22,7 @@ from llmroute.payloads import GATEWAY_AUTH, STREAM_USAGE, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
-from llmroute.render.litellm_config import render_litellm_config
+from llmroute.render.litellm_config import limit_division, render_litellm_config
 from llmroute.render.names import endpoint, master_key_secret_name
 from llmroute.render.ollama import render_ollama_objects
 from llmroute.render.proxy import (
@@ -36,6 +36,7 @@ from llmroute.render.proxy import (
     render_service,
 )
 from llmroute.render.quota_effects import plan_routing
+from llmroute.render.sizing import LimitDivision
 
 __all__ = [
     "RenderedRoute",
@@ -57,6 +58,8 @@ class RenderedRoute:
     endpoint: str = ""  # http://<route>.<ns>.svc:4000
     # Models that answer 429 because of their quotas: name -> the message clients get.
     rejected_models: dict[str, str] = field(default_factory=dict)
+    # rpm/tpm limits and each proxy process's share of them (the LimitsExact condition).
+    limit_division: LimitDivision | None = None
 
 
 def auth_module_source() -> str:
@@ -160,4 +163,5 @@ def render_route(
         models=[m.name for m in parsed.models],
         endpoint=endpoint(parsed.name, parsed.namespace),
         rejected_models=dict(plan.rejected),
+        limit_division=limit_division(parsed, plan),
     )

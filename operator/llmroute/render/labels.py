@@ -8,6 +8,8 @@ MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "llmroute"}
 PROXY_COMPONENT: Final = "proxy"
 OLLAMA_COMPONENT: Final = "ollama"
 CONFIG_HASH_ANNOTATION: Final = "llmroute.dev/config-hash"
+# On a workload: the replica count the route asks for. Absent when an autoscaler owns it.
+REPLICAS_ANNOTATION: Final = "llmroute.dev/replicas"
 # The operator's own pods carry this name; proxies admit them for metrics scraping.
 OPERATOR_APP_NAME: Final = "llmroute-operator"
 # Every namespace carries its name in this label (set by the API server).

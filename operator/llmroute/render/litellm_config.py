@@ -7,14 +7,18 @@ general_settings of the proxy.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Final
 
-from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target, deployment_id
+from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target
 from llmroute.render.credentials import LITELLM_MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.quota_effects import PlannedTarget, RoutingPlan
-from llmroute.render.sizing import limit_processes
+from llmroute.render.sizing import (
+    LimitDivision,
+    LimitShare,
+    divide_limit,
+    limit_processes,
+)
 
 AUTH_MODULE: Final = "llmroute_auth"
 AUTH_FUNCTION: Final = f"{AUTH_MODULE}.user_api_key_auth"
@@ -85,8 +89,23 @@ def _price(per_million: float, cost_strategy: bool) -> float:
     return per_token
 
 
-def _divide(limit: int | None, processes: int) -> int | None:
-    return None if limit is None else max(1, math.ceil(limit / processes))
+def limit_division(route: Route, plan: RoutingPlan) -> LimitDivision:
+    """Every rpm/tpm limit of the route's config, and each process's share of it.
+
+    Without Redis each LiteLLM process counts on its own, so each gets its share of the
+    limit, rounded up (llmroute.render.sizing.limit_processes says by how many processes).
+    """
+    processes = limit_processes(route)
+    shares = []
+    for model in route.models:
+        for planned in plan.live.get(model.name, ()):
+            for kind, limit in (("rpm", planned.rpm), ("tpm", planned.tpm)):
+                if limit is not None:
+                    per_process = divide_limit(limit, processes.fewest)
+                    shares.append(
+                        LimitShare(planned.target.deployment_id, kind, limit, per_process)
+                    )
+    return LimitDivision(processes, tuple(shares))
 
 
 def _litellm_params(
@@ -94,7 +113,7 @@ def _litellm_params(
     strategy: str,
     planned: PlannedTarget,
     envs: SecretEnvs,
-    processes: int,
+    shares: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     target = planned.target
     params: dict[str, Any] = {"model": f"{PROVIDER_PREFIX[target.provider]}/{target.model}"}
@@ -116,14 +135,10 @@ def _litellm_params(
         params["order"] = planned.order
     if strategy == "weighted":
         params["weight"] = target.weight
-    # Without Redis each LiteLLM process counts on its own, so each gets its share of the
-    # limit, rounded up: N processes never allow much more than the limit together.
-    rpm = _divide(planned.rpm, processes)
-    tpm = _divide(planned.tpm, processes)
-    if rpm is not None:
-        params["rpm"] = rpm
-    if tpm is not None:
-        params["tpm"] = tpm
+    # Each process's share of the cluster-wide limits (limit_division).
+    for kind in ("rpm", "tpm"):
+        if (target.deployment_id, kind) in shares:
+            params[kind] = shares[(target.deployment_id, kind)]
     cost_strategy = strategy == "cost"
     if target.pricing is not None:
         params["input_cost_per_token"] = _price(target.pricing.input_per_million_usd, cost_strategy)
@@ -141,17 +156,15 @@ def _litellm_params(
 
 def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> dict[str, Any]:
     """The config.yaml of the route's proxy; registers the Secret-fed env vars it names in envs."""
-    processes = limit_processes(route)
+    shares = {(s.deployment, s.kind): s.per_process for s in limit_division(route, plan).shares}
     model_list: list[dict[str, Any]] = []
     for model in route.models:
         for planned in plan.live.get(model.name, ()):
             model_list.append(
                 {
                     "model_name": model.name,
-                    "litellm_params": _litellm_params(
-                        route, model.strategy, planned, envs, processes
-                    ),
-                    "model_info": {"id": deployment_id(model.name, planned.target.index)},
+                    "litellm_params": _litellm_params(route, model.strategy, planned, envs, shares),
+                    "model_info": {"id": planned.target.deployment_id},
                 }
             )
 

@@ -13,6 +13,7 @@ from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE, KeyMount
 from llmroute.render.credentials import SecretEnv
 from llmroute.render.labels import (
     CONFIG_HASH_ANNOTATION,
+    REPLICAS_ANNOTATION,
     operator_ingress,
     proxy_labels,
     proxy_selector,
@@ -40,6 +41,13 @@ MAX_REQUESTS_BEFORE_RESTART: Final = 10000
 MAX_REQUESTS_BEFORE_RESTART_JITTER: Final = 1000
 # Time for endpoints to drop a terminating pod before it stops accepting requests.
 PRE_STOP_SLEEP_SECONDS: Final = 5
+# Time for the proxy to exit once its last request is answered.
+SHUTDOWN_SECONDS: Final = 5
+# The most a terminating proxy pod is given. The proxy exits as soon as its requests are
+# answered, so a long grace period costs nothing in the usual case; it bounds how long a node
+# drain waits for a pod whose requests all run into every timeout of a long chain. One hour
+# is the longest timeout a single target may have (spec...timeoutSeconds maximum).
+MAX_TERMINATION_GRACE_SECONDS: Final = 3600
 
 
 def render_config_map(
@@ -208,6 +216,46 @@ def _volumes(
     return volumes, mounts
 
 
+def longest_request_seconds(route: Route) -> int:
+    """The longest a request may take in the proxy when every attempt runs into its timeout.
+
+    LiteLLM (1.106.2) tries a model's deployments 1 + numRetries times per priority level
+    (each `order` is a level it falls back through), then each model of the fallback chain
+    the same way, and the fallbacks' own fallbacks, each model once per request. An attempt
+    lasts at most its target's timeoutSeconds (else spec.router.timeoutSeconds). Counted
+    from the spec alone, so a quota changing state never changes it (nor rolls the pods): a
+    model of strategy priority has one level per target, any other at most two (targets a
+    quota soft-limits move behind the others).
+    """
+    attempts = 1 + route.router.num_retries
+
+    def model_seconds(name: str) -> int:
+        model = route.model(name)
+        timeouts = [t.timeout_seconds or route.router.timeout_seconds for t in model.targets]
+        if model.strategy == "priority":
+            return attempts * sum(timeouts)  # one level per target
+        return min(2, len(timeouts)) * attempts * max(timeouts)
+
+    def reachable(name: str) -> list[str]:
+        seen = [name]
+        for current in seen:
+            seen += [f for f in route.model(current).fallbacks if f not in seen]
+        return seen
+
+    return max(sum(model_seconds(n) for n in reachable(m.name)) for m in route.models)
+
+
+def termination_grace_seconds(route: Route) -> int:
+    """terminationGracePeriodSeconds of a proxy pod: the preStop sleep, the longest request
+    (longest_request_seconds) and the proxy's exit, capped at MAX_TERMINATION_GRACE_SECONDS.
+
+    A rollout or drain then never cuts a request that is still within its timeouts. A
+    streamed answer can outlast it: a timeout bounds the wait for each chunk, not the stream.
+    """
+    wanted = PRE_STOP_SLEEP_SECONDS + longest_request_seconds(route) + SHUTDOWN_SECONDS
+    return min(MAX_TERMINATION_GRACE_SECONDS, wanted)
+
+
 def render_deployment(
     route: Route,
     *,
@@ -253,8 +301,9 @@ def render_deployment(
         "enableServiceLinks": False,
         # The proxy never talks to the Kubernetes API.
         "automountServiceAccountToken": False,
-        # In-flight requests may run up to the upstream timeout after the endpoints drop the pod.
-        "terminationGracePeriodSeconds": PRE_STOP_SLEEP_SECONDS + route.router.timeout_seconds + 5,
+        # In-flight requests may run through all their retries and fallbacks after the
+        # endpoints drop the pod.
+        "terminationGracePeriodSeconds": termination_grace_seconds(route),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,
@@ -289,19 +338,18 @@ def render_deployment(
             "spec": pod_spec,
         },
     }
-    if not route.proxy.autoscaling.enabled:
-        # With autoscaling the HPA owns the replica count; writing one here would fight it.
-        spec = {"replicas": route.proxy.replicas, **spec}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": proxy_name(route.name),
-            "namespace": route.namespace,
-            "labels": proxy_labels(route.name),
-        },
-        "spec": spec,
+    metadata: dict[str, Any] = {
+        "name": proxy_name(route.name),
+        "namespace": route.namespace,
+        "labels": proxy_labels(route.name),
     }
+    if not route.proxy.autoscaling.enabled:
+        # The route owns the replica count: a count set by anyone else (kubectl scale) is
+        # drift, found by comparing it with the annotation. With autoscaling the HPA owns it;
+        # writing one here would fight it (the handler hands the field over).
+        spec = {"replicas": route.proxy.replicas, **spec}
+        metadata["annotations"] = {REPLICAS_ANNOTATION: str(route.proxy.replicas)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def _may_run_several(route: Route) -> bool:

@@ -35,6 +35,7 @@ from llmroute.route.status import (
     APPLY_FAILED,
     Refusal,
     applied_condition,
+    limits_condition,
     missing_secret_keys,
     operator_access_condition,
     proxy_condition,
@@ -138,6 +139,8 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         generation,
     )
     conditions = operator_access_condition(conditions, operator_namespace, generation)
+    if rendered.limit_division is not None:
+        conditions = limits_condition(conditions, rendered.limit_division, generation)
 
     missing = _missing_secrets(api, parsed.namespace, rendered)
     if missing:
@@ -185,11 +188,12 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         refuse(condition, reason, message, kopf.TemporaryError(message, delay=APPLY_RETRY_DELAY))
 
     deployment = statefulset = None
+    autoscaled_from = parsed.proxy.autoscaling.min_replicas
     try:
         if rendered.generated_secret is not None:
             _create_master_key_secret(api, rendered.generated_secret, owner, logger)
         for obj in objects:
-            applied = _apply(api, obj)
+            applied = _apply(api, obj, autoscaled_from=autoscaled_from)
             if obj["kind"] == "Deployment":
                 deployment = applied
             elif obj["kind"] == "StatefulSet":
@@ -262,8 +266,11 @@ def _dry_run(api: client.ApiClient, objects: list[dict]) -> list[Refusal]:
     return refusals
 
 
-def _apply(api: client.ApiClient, obj: dict) -> dict:
+def _apply(api: client.ApiClient, obj: dict, autoscaled_from: int) -> dict:
     try:
+        if obj["kind"] == "Deployment" and "replicas" not in obj["spec"]:
+            # An autoscaler owns the count: hand it over, never reset it.
+            return kube.apply_releasing_replicas(api, obj, autoscaled_from)
         return kube.apply(api, obj)
     except ApiException as error:
         raise _Refused(_refusal("apply", obj["kind"], obj["metadata"]["name"], error)) from error

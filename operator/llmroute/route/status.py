@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from llmroute.api.route import SecretReference
 from llmroute.conditions import condition_status, ordered, set_condition
+from llmroute.render.sizing import LimitDivision
 
 # The route's condition types, in the order status lists them.
 CONDITION_ORDER: Final = (
@@ -22,18 +23,15 @@ CONDITION_ORDER: Final = (
     "Applied",
     "ProxyAvailable",
     "OllamaReady",
+    "LimitsExact",
     "OperatorAccess",
 )
-# The conditions Ready sums up: those without which the gateway does not serve. OperatorAccess
-# is information for the cluster admin (quota accounting and status.ollama need it; requests
-# do not), so it never holds back Ready.
-READY_INPUTS: Final = (
-    "ConfigValid",
-    "SecretsResolved",
-    "Applied",
-    "ProxyAvailable",
-    "OllamaReady",
-)
+# The conditions Ready sums up: those without which the gateway does not serve. LimitsExact and
+# OperatorAccess only inform (approximate limits still serve; quota accounting and
+# status.ollama need the operator's access, requests do not), so they never hold back Ready.
+READY_INPUTS: Final = ("ConfigValid", "SecretsResolved", "Applied", "ProxyAvailable", "OllamaReady")
+# Limits named one by one in the LimitsExact message; the rest are counted.
+LIMITS_LISTED: Final = 5
 
 
 # HTTP codes of a refusal that only a change of the spec can cure: the API server found the
@@ -154,6 +152,71 @@ def operator_access_condition(
         "the operator's namespace is unknown (POD_NAMESPACE unset), so the NetworkPolicies "
         "admit no operator pod: quota spend cannot be scraped and status.ollama not read from "
         "a pod; the gateway serves as usual",
+        generation,
+    )
+
+
+def limits_condition(
+    conditions: list[dict], division: LimitDivision, generation: int | None
+) -> list[dict]:
+    """LimitsExact: whether the rpm/tpm limits hold as written, and if not, by how much not.
+
+    Without Redis each LiteLLM process counts a limit on its own and gets a share of it
+    (llmroute.render.sizing.limit_processes): with more processes running than the share
+    was divided by, or shares rounded up, together they allow more than the limit; and a
+    process refuses at its share even while others have room, so under uneven load fewer
+    requests than the limit pass.
+    """
+    processes = division.processes
+    if not division.shares:
+        return set_condition(
+            conditions,
+            "LimitsExact",
+            True,
+            "NoLimits",
+            "no target has an rpm/tpm limit",
+            generation,
+        )
+    if division.exact:
+        how = (
+            "the proxies share their counters in Redis"
+            if processes.shared
+            else "one LiteLLM process counts them"
+        )
+        return set_condition(
+            conditions,
+            "LimitsExact",
+            True,
+            "Shared" if processes.shared else "SingleProcess",
+            f"rpm/tpm limits hold for the whole gateway: {how}",
+            generation,
+        )
+    fewest, most = processes.replicas
+    running = (
+        f"{processes.fewest} processes ({fewest} replicas x {processes.workers} workers)"
+        if fewest == most
+        else f"{processes.fewest} processes at minReplicas ({fewest} x {processes.workers} "
+        f"workers), up to {processes.most} at maxReplicas ({most})"
+    )
+    details = []
+    for share in division.shares[:LIMITS_LISTED]:
+        low, high = share.totals(processes)
+        total = f"{low}" if low == high else f"{low}-{high}"
+        details.append(
+            f"{share.deployment} {share.kind} {share.limit}: {share.per_process} per process, "
+            f"{total} in total"
+        )
+    more = len(division.shares) - LIMITS_LISTED
+    if more > 0:
+        details.append(f"and {more} more")
+    return set_condition(
+        conditions,
+        "LimitsExact",
+        False,
+        "DividedAcrossProcesses",
+        "without spec.router.redis each LiteLLM process counts rpm/tpm on its own; limits "
+        f"are divided over {running}: {'; '.join(details)}. A process refuses at its share "
+        "even while others have room, so under uneven load fewer requests than the limit pass",
         generation,
     )
 
