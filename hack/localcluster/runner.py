@@ -1102,8 +1102,8 @@ class ProcessRunner:
     ``logs/<ns>_<pod>.log``, ``pods/`` (one directory per running pod) and ``volumes/`` (one
     directory per PersistentVolumeClaim an Ollama pod mounts, kept when the pod goes); without
     one a temporary directory is made and removed by stop(). The pod logs go to ``log_dir``
-    instead when given, or when $LLMROUTE_RUNNER_LOG_DIR names one (the e2e suite keeps every
-    runner's logs there for its secrets sweep, tests/e2e/secrets_sweep.py).
+    instead when given, or when $LLMROUTE_RUNNER_LOG_DIR names one (so that logs outlive a
+    runner without a workdir, e.g. for a sweep over every log of a test session).
 
     ``ollama_models``: the models every new Ollama volume holds before its first pod starts
     (the tiny model of localcluster.tinymodel under each name), as if pulled earlier: no
