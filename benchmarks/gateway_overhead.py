@@ -46,6 +46,7 @@ from benchmarks import REPO_ROOT
 from benchmarks.common import load_average, machine, now_iso, ratio, rss_kib, write_results
 from llmroute.api.route import parse_route
 from llmroute.render import render_route
+from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from localcluster import (
     ManagedProcess,
     ProxyLaunch,
@@ -140,7 +141,7 @@ def llmroute_pod(
     secrets = {
         PROVIDER_SECRET: _secret(PROVIDER_SECRET, openai=PROVIDER_KEY),
         master["metadata"]["name"]: _secret(
-            master["metadata"]["name"], **dict.fromkeys(master["stringData"], MASTER_KEY)
+            master["metadata"]["name"], **{MASTER_KEY_SECRET_KEY: MASTER_KEY}
         ),
     }
     pod = _pod("gw-litellm-0", PROXY_IPS["llmroute"], deployment["spec"]["template"])

@@ -65,6 +65,7 @@ from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.route import parse_route
 from llmroute.render import render_route
+from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from localcluster import free_port
 
 NAMESPACE = "bench"
@@ -456,7 +457,7 @@ def floor_reconcile(api, route: dict[str, Any], *, create_secret: bool) -> None:
         secret = {
             **secret,
             "metadata": {**secret["metadata"], "ownerReferences": [owner]},
-            "stringData": {k: f"sk-{secrets.token_urlsafe(32)}" for k in secret["stringData"]},
+            "stringData": {MASTER_KEY_SECRET_KEY: f"sk-{secrets.token_urlsafe(32)}"},
         }
         kube.create(api, secret)
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(

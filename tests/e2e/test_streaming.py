@@ -54,6 +54,8 @@ class Gateway:
     url: str
     process: ManagedProcess
     fakes: dict[str, FakeOpenAI | FakeAnthropic]
+    # "<model>/<position>" -> the target's deployment id (model_info.id, label model_id)
+    ids: dict[str, str]
 
     def sdk(self) -> openai.OpenAI:
         return openai.OpenAI(
@@ -69,7 +71,8 @@ class Gateway:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"{self.url}/metrics/", timeout=10) as answer:
             text = answer.read().decode()
-        return usage_by_deployment(counter_samples(parse_metrics(text)))
+        by_id = usage_by_deployment(counter_samples(parse_metrics(text)))
+        return {position: by_id[id_] for position, id_ in self.ids.items() if id_ in by_id}
 
 
 def _target(provider: str, model: str, fake: FakeOpenAI | FakeAnthropic) -> dict[str, Any]:
@@ -143,7 +146,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     }
     for fake in fakes.values():
         fake.start("127.0.0.1")
-    rendered = render_route(parse_route(_route(fakes)))
+    parsed = parse_route(_route(fakes))
+    ids = {
+        f"{model.name}/{target.index}": target.deployment_id
+        for model in parsed.models
+        for target in model.targets
+    }
+    rendered = render_route(parsed)
     deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
     config_map = next(o for o in rendered.objects if o["kind"] == "ConfigMap")
     master = rendered.generated_secret
@@ -174,7 +183,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     process = launch_proxy(launch, workdir / "litellm.log")
     try:
         wait_http_ok(launch.health_url, START_TIMEOUT, process=process)
-        yield Gateway(launch.url, process, fakes)
+        yield Gateway(launch.url, process, fakes, ids)
     finally:
         process.stop()
         for fake in fakes.values():
@@ -407,7 +416,8 @@ def test_the_clients_task_tag_labels_the_streams_counters(gateway: Gateway) -> N
     tagged = [
         s
         for s in samples
-        if s.labels.get("model_id") == "smart/0" and s.labels.get("tag_task_stories") == "true"
+        if s.labels.get("model_id") == gateway.ids["smart/0"]
+        and s.labels.get("tag_task_stories") == "true"
     ]
     assert {s.metric for s in tagged} >= {"litellm_requests_metric", "litellm_spend_metric"}
 

@@ -669,7 +669,9 @@ def loop_pod(name: str, host: str, port: int, uid: str | None = None) -> dict:
 
 
 @pytest.fixture
-def dict_runner(tmp_path: Path) -> Iterator[DictRunner]:
+def dict_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DictRunner]:
+    # The e2e session may have named a log directory for every runner of the process.
+    monkeypatch.delenv(DictRunner.LOG_DIR_ENV, raising=False)
     runner = DictRunner(tmp_path)
     runner.objects = {("Secret", n): o for n, o in SECRETS.items()}
     runner.objects.update({("ConfigMap", n): o for n, o in CONFIGMAPS.items()})
