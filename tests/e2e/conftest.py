@@ -18,7 +18,7 @@ from kubernetes import client
 
 from built_tools import require_tools
 from llmroute.api.api_base_policy import API_BASE_POLICY_ENV
-from localcluster import LocalCluster, ProcessRunner, free_port
+from localcluster import DockerEngine, DockerUnavailable, LocalCluster, ProcessRunner, free_port
 from secrets_sweep import SecretsSweep
 
 # Every operator log of the session (OperatorProcess adds its own), for the secrets sweep.
@@ -70,6 +70,21 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="module")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
+    """A Docker engine for the module's tests (installed under CI), or the module skipped."""
+    engine = DockerEngine(
+        log_path=tmp_path_factory.mktemp("docker") / "dockerd.log",
+        install=bool(os.environ.get("CI")),
+    )
+    try:
+        engine.start()
+    except DockerUnavailable as why:
+        pytest.skip(f"no Docker engine can run on this machine: {why}")
+    yield engine
+    engine.stop()
 
 
 @pytest.fixture

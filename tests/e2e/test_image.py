@@ -33,7 +33,7 @@ from kubernetes import client
 
 import llmroute
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
-from localcluster import DockerEngine, DockerUnavailable, LocalCluster, free_port, tools, wait_for
+from localcluster import DockerEngine, LocalCluster, free_port, tools, wait_for
 from manifests import OPENAI_ROUTE, changed
 
 # A cold build (base image, wheels, every layer) takes most of this.
@@ -51,20 +51,6 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
     return result
-
-
-@pytest.fixture(scope="module")
-def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
-    engine = DockerEngine(
-        log_path=tmp_path_factory.mktemp("docker") / "dockerd.log",
-        install=bool(os.environ.get("CI")),
-    )
-    try:
-        engine.start()
-    except DockerUnavailable as why:
-        pytest.skip(f"no Docker engine can run on this machine: {why}")
-    yield engine
-    engine.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ import yaml
 import llmroute
 from built_tools import require_tools
 from llmroute.versions import LITELLM_VERSION
-from localcluster import DockerEngine, DockerUnavailable, tools
+from localcluster import DockerEngine, tools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -33,20 +32,6 @@ REPOSITORY = "registry.example/platform/llmroute"  # LLMROUTE_IMAGE_REPOSITORY
 CHART_PACKAGE = f"llmroute-{VERSION}.tgz"
 IMAGE_ARCHIVE = f"llmroute-image-{VERSION}.oci.tar"
 SBOM = f"llmroute-image-{VERSION}.cdx.json"
-
-
-@pytest.fixture(scope="module")
-def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
-    engine = DockerEngine(
-        log_path=tmp_path_factory.mktemp("docker") / "dockerd.log",
-        install=bool(os.environ.get("CI")),
-    )
-    try:
-        engine.start()
-    except DockerUnavailable as why:
-        pytest.skip(f"no Docker engine can run on this machine: {why}")
-    yield engine
-    engine.stop()
 
 
 @pytest.fixture(scope="module")
