@@ -278,6 +278,8 @@ def test_the_proxy_runs_as_the_deployment_says() -> None:
         "/etc/litellm/llmroute_auth.py",
         "/etc/litellm/llmroute_auth.json",
         "/etc/litellm/llmroute_stream_usage.py",
+        "/etc/litellm/llmroute_quota_routing.py",
+        "/etc/litellm/llmroute_quota.json",
     }
     assert "/health/readiness" in " ".join(service["healthcheck"]["test"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -72,18 +73,30 @@ def test_a_quota_that_cannot_be_read_is_left_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "enforcement", "targets"),
+    ("state", "enforcement", "levels"),
     [
-        ("Ok", "enforce", ["anthropic/claude-sonnet-4-5", "openai/gpt-4"]),
-        ("SoftLimited", "enforce", ["openai/gpt-4", "anthropic/claude-sonnet-4-5"]),
-        ("Exhausted", "enforce", ["openai/gpt-4"]),
-        ("Exhausted", "shadow", ["anthropic/claude-sonnet-4-5", "openai/gpt-4"]),
+        ("Ok", "enforce", {"smart/anthropic/claude-sonnet-4-5": 1, "smart/openai/gpt-4": 2}),
+        (
+            "SoftLimited",
+            "enforce",
+            {"smart/anthropic/claude-sonnet-4-5": 2, "smart/openai/gpt-4": 1},
+        ),
+        (
+            "Exhausted",
+            "enforce",
+            {"smart/anthropic/claude-sonnet-4-5": None, "smart/openai/gpt-4": 1},
+        ),
+        ("Exhausted", "shadow", {"smart/anthropic/claude-sonnet-4-5": 1, "smart/openai/gpt-4": 2}),
     ],
 )
-def test_states_shape_the_rendered_routing(
-    state: str, enforcement: str, targets: list[str]
+def test_states_shape_the_quota_routing_file_not_the_config(
+    state: str, enforcement: str, levels: dict[str, int | None]
 ) -> None:
     effects = quota_effects([quota("budget", state=state, enforcement=enforcement)], "gw")
-    config = render_manifest(ROUTE, quotas=effects).config
-    chain = sorted(config["model_list"], key=lambda d: d["litellm_params"].get("order", 0))
-    assert [d["litellm_params"]["model"] for d in chain] == targets
+    rendered = render_manifest(ROUTE, quotas=effects)
+    (config_map,) = [o for o in rendered.objects if o["kind"] == "ConfigMap"]
+    assert json.loads(config_map["data"]["llmroute_quota.json"]) == {"models": {"smart": levels}}
+    # The config, and so the pods, stay as they are without the quota.
+    unlimited = render_manifest(ROUTE)
+    assert rendered.config == unlimited.config
+    assert rendered.config_hash == unlimited.config_hash

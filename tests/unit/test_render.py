@@ -27,17 +27,23 @@ from llmroute.api.validation import (
     RESERVED_PROXY_ENV,
     RESERVED_PROXY_ENV_PREFIX,
 )
-from llmroute.payloads import STREAM_USAGE, payload_text
+from llmroute.payloads import QUOTA_ROUTING, STREAM_USAGE, payload_text
 from llmroute.payloads import gateway_auth as gateway_auth_module
+from llmroute.render import RenderedRoute
 from llmroute.render.credentials import secret_env_var
-from llmroute.render.litellm_config import STREAM_USAGE_CALLBACK
-from llmroute.render.proxy import AUTH_MODULE_FILE, STREAM_USAGE_MODULE_FILE
+from llmroute.render.litellm_config import QUOTA_ROUTING_CALLBACK, STREAM_USAGE_CALLBACK
+from llmroute.render.proxy import (
+    AUTH_MODULE_FILE,
+    QUOTA_ROUTING_MODULE_FILE,
+    STREAM_USAGE_MODULE_FILE,
+)
 from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "route.yaml").is_file())
 AUTH_MODULE_STANDIN = "<the text of operator/llmroute/payloads/gateway_auth.py>"
 STREAM_USAGE_STANDIN = "<the text of operator/llmroute/payloads/stream_usage.py>"
+QUOTA_ROUTING_STANDIN = "<the text of operator/llmroute/payloads/quota_routing.py>"
 
 
 def load_case(case: str) -> tuple[dict[str, Any], list[QuotaEffect], dict[str, Any]]:
@@ -69,6 +75,8 @@ def golden_view(rendered) -> dict[str, Any]:
             obj["data"][AUTH_MODULE_FILE] = AUTH_MODULE_STANDIN
             assert obj["data"][STREAM_USAGE_MODULE_FILE] == payload_text(STREAM_USAGE)
             obj["data"][STREAM_USAGE_MODULE_FILE] = STREAM_USAGE_STANDIN
+            assert obj["data"][QUOTA_ROUTING_MODULE_FILE] == payload_text(QUOTA_ROUTING)
+            obj["data"][QUOTA_ROUTING_MODULE_FILE] = QUOTA_ROUTING_STANDIN
     return view
 
 
@@ -374,6 +382,10 @@ def test_quota_shadow_mode_changes_nothing() -> None:
     assert render_manifest(route, quotas=shadow) == render_manifest(route)
 
 
+def quota_routing(rendered: RenderedRoute) -> dict[str, Any]:
+    return json.loads(objects_by_kind(rendered)["ConfigMap"]["data"]["llmroute_quota.json"])
+
+
 def test_quota_effects_in_detail() -> None:
     rendered = render_case("quota-effects")
     config = rendered.config
@@ -386,30 +398,56 @@ def test_quota_effects_in_detail() -> None:
                 d["litellm_params"].get("rpm"),
             )
         )
-    # anthropic is soft-limited: behind openai and mistral (whose quota is only in shadow mode).
-    # The openai quota's 90 rpm is split over the three openai targets it matches.
+    # The config keeps every target in spec order, whatever the states. The openai quota's
+    # 90 rpm (a spec, not a state) is split over the three openai targets it matches.
     assert deployments["smart"] == [
-        ("smart/openai/gpt-4o", 1, 30),
-        ("smart/mistral/mistral-large-latest", 2, None),
-        ("smart/anthropic/claude-sonnet-4-5", 3, None),
+        ("smart/anthropic/claude-sonnet-4-5", 1, None),
+        ("smart/openai/gpt-4o", 2, 30),
+        ("smart/mistral/mistral-large-latest", 3, None),
     ]
-    # gpt4's only target is exhausted: the model is served by its fallback chain.
-    assert "gpt4" not in deployments
-    assert config["router_settings"]["model_group_alias"] == {"gpt4": "local"}
-    # premium rejects: no deployments, no alias, never a fallback target, 429 from the hook.
-    assert "premium" not in deployments
+    assert deployments["gpt4"] == [("gpt4/openai/gpt-4", 1, 30)]
+    assert deployments["premium"] == [("premium/anthropic/claude-opus-4-1", 1, None)]
+    assert "model_group_alias" not in config["router_settings"]
+    fallbacks = {k: v for f in config["router_settings"]["fallbacks"] for k, v in f.items()}
+    assert fallbacks == {
+        "smart": ["gpt4", "local"],
+        "gpt4": ["local"],
+        "premium": ["smart"],
+        "research": ["premium", "gpt4", "smart"],
+    }
+    # The states are in the quota routing file: anthropic is soft-limited, behind openai and
+    # mistral (whose quota is only in shadow mode); gpt4's only target and premium's are out.
+    assert quota_routing(rendered)["models"] == {
+        "smart": {
+            "smart/openai/gpt-4o": 1,
+            "smart/mistral/mistral-large-latest": 2,
+            "smart/anthropic/claude-sonnet-4-5": 3,
+        },
+        "gpt4": {"gpt4/openai/gpt-4": None},
+        "premium": {"premium/anthropic/claude-opus-4-1": None},
+        "local": {"local/ollama/llama3.2": 1},
+        "research": {"research/openai/o3": 1},
+    }
+    # premium rejects: 429 from the auth hook, from the policy.
     assert set(rendered.rejected_models) == {"premium"}
     assert "ModelQuota 'premium'" in rendered.rejected_models["premium"]
     policy_json = objects_by_kind(rendered)["ConfigMap"]["data"]["llmroute_auth.json"]
     assert yaml.safe_load(policy_json)["rejectedModels"] == rendered.rejected_models
-    fallbacks = {k: v for f in config["router_settings"]["fallbacks"] for k, v in f.items()}
-    assert fallbacks == {
-        "smart": ["local"],
-        "gpt4": ["local"],
-        "research": ["local", "smart"],
-    }
     # Clients still see every model.
     assert rendered.models == ["smart", "gpt4", "premium", "local", "research"]
+
+
+def test_quota_states_change_neither_the_config_nor_the_hash() -> None:
+    route, quotas, _ = load_case("quota-effects")
+    unlimited = [dataclasses.replace(q, state="Ok") for q in quotas]
+    rendered, calm = render_manifest(route, quotas=quotas), render_manifest(route, quotas=unlimited)
+    assert rendered.config == calm.config
+    assert rendered.config_hash == calm.config_hash
+    deployment = objects_by_kind(rendered)["Deployment"]
+    assert deployment == objects_by_kind(calm)["Deployment"]
+    # What moves is in the files the proxies re-read.
+    assert quota_routing(rendered) != quota_routing(calm)
+    assert calm.rejected_models == {}
 
 
 def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
@@ -417,18 +455,25 @@ def test_soft_limit_in_a_cost_model_raises_the_order() -> None:
     rendered = render_manifest(
         route, quotas=[QuotaEffect(model="gpt-4o-mini", state="SoftLimited")]
     )
+    assert quota_routing(rendered)["models"]["cheap"] == {
+        "cheap/openai/gpt-4o": 1,
+        "cheap/ollama/qwen2.5:7b": 1,
+        "cheap/openai/gpt-4o-mini": 2,
+    }
+    # The config declares both levels, so LiteLLM falls back from the first to the second.
     cheap = [d for d in rendered.config["model_list"] if d["model_name"] == "cheap"]
-    assert [(d["model_info"]["id"], d["litellm_params"].get("order")) for d in cheap] == [
-        ("cheap/openai/gpt-4o", 1),
-        ("cheap/ollama/qwen2.5:7b", 1),
-        ("cheap/openai/gpt-4o-mini", 2),
-    ]
+    assert {d["litellm_params"]["order"] for d in cheap} == {1, 2}
 
 
 def test_a_model_without_any_budget_left_rejects() -> None:
     route, _, _ = load_case("priority-chain")
     rendered = render_manifest(route, quotas=[QuotaEffect(state="Exhausted")])
-    assert rendered.config["model_list"] == []
+    assert rendered.config == render_manifest(route).config
+    assert all(
+        level is None
+        for targets in quota_routing(rendered)["models"].values()
+        for level in targets.values()
+    )
     assert set(rendered.rejected_models) == {"smart", "local"}
     assert "no fallback model has a target left" in rendered.rejected_models["smart"]
 
@@ -573,6 +618,7 @@ def test_spec_proxy_litellm_adds_callbacks_to_llmroutes_own() -> None:
     assert config["litellm_settings"]["callbacks"] == [
         "prometheus",
         STREAM_USAGE_CALLBACK,
+        QUOTA_ROUTING_CALLBACK,
         "otel",
     ]
     assert config["router_settings"]["retry_policy"] == {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +155,23 @@ def answers(
     fail: dict[str, str] | None = None,
     quotas: list[QuotaEffect] | None = None,
     fallback_on: list[str] | None = None,
+    strategy: str | None = None,
     calls: int = 2,
 ) -> list[str]:
-    """Which deployment answers each call, through a Router built from the rendered config."""
+    """Which deployment answers each call, through a Router built from the rendered config,
+    with the proxy's quota filter reading the rendered quota routing file."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
+
+    from llmroute.payloads import quota_routing
 
     route = yaml.safe_load(ROUTE)
     if fallback_on is not None:
         route["spec"]["router"]["fallbackOn"] = fallback_on
-    config = check._without_secrets(render_manifest(route, quotas=quotas or []).config)
+    if strategy is not None:
+        route["spec"]["models"][0]["strategy"] = strategy
+    rendered = render_manifest(route, quotas=quotas or [])
+    config = check._without_secrets(rendered.config)
     for deployment in config["model_list"]:
         deployment_id = deployment["model_info"]["id"]
         deployment["litellm_params"]["mock_response"] = FAILURES.get(
@@ -172,21 +180,34 @@ def answers(
     settings = {
         k: v for k, v in config["router_settings"].items() if k not in check._CONNECTING_SETTINGS
     }
-    router = litellm.Router(model_list=config["model_list"], **settings)
+    (config_map,) = [o for o in rendered.objects if o["kind"] == "ConfigMap"]
+    with tempfile.TemporaryDirectory() as directory:
+        routing_file = Path(directory) / quota_routing.ROUTING_FILE_NAME
+        routing_file.write_text(config_map["data"][quota_routing.ROUTING_FILE_NAME])
+        hook = quota_routing.QuotaRouting()
+        router = litellm.Router(model_list=config["model_list"], **settings)
+        litellm.callbacks.append(hook)
 
-    async def ask() -> str:
+        async def ask() -> str:
+            try:
+                response = await router.acompletion(
+                    model=model, messages=[{"role": "user", "content": "hi"}]
+                )
+            except Exception as e:
+                return type(e).__name__
+            return response.choices[0].message.content
+
+        previous = os.environ.get(quota_routing.ROUTING_ENV)
+        os.environ[quota_routing.ROUTING_ENV] = str(routing_file)
         try:
-            response = await router.acompletion(
-                model=model, messages=[{"role": "user", "content": "hi"}]
-            )
-        except Exception as e:
-            return type(e).__name__
-        return response.choices[0].message.content
-
-    try:
-        return [asyncio.run(ask()) for _ in range(calls)]
-    finally:
-        router.discard()
+            return [asyncio.run(ask()) for _ in range(calls)]
+        finally:
+            if previous is None:
+                os.environ.pop(quota_routing.ROUTING_ENV, None)
+            else:
+                os.environ[quota_routing.ROUTING_ENV] = previous
+            litellm.callbacks.remove(hook)
+            router.discard()
 
 
 def test_priority_is_the_order_of_targets() -> None:
@@ -225,13 +246,67 @@ def test_soft_limited_target_moves_behind() -> None:
     assert answers("smart", quotas=soft) == ["smart/openai/gpt-4o", "smart/openai/gpt-4o"]
 
 
+def test_soft_limited_target_still_serves_when_the_others_fail() -> None:
+    soft = [QuotaEffect(provider="anthropic", state="SoftLimited")]
+    fail = {"smart/openai/gpt-4o": "error"}
+    assert answers("smart", quotas=soft, fail=fail) == ["smart/anthropic/claude-sonnet-4-5"] * 2
+
+
+@pytest.mark.parametrize("strategy", ["cost", "latency", "weighted", "least-busy"])
+def test_soft_limit_under_other_strategies(strategy: str) -> None:
+    # Without quotas the strategy chooses among both; both levels are declared in the config.
+    served = set(answers("smart", strategy=strategy, calls=6))
+    assert served <= {"smart/anthropic/claude-sonnet-4-5", "smart/openai/gpt-4o"}
+    soft = [QuotaEffect(provider="openai", state="SoftLimited")]
+    assert (
+        answers("smart", strategy=strategy, quotas=soft, calls=4)
+        == ["smart/anthropic/claude-sonnet-4-5"] * 4
+    )
+    fail = {"smart/anthropic/claude-sonnet-4-5": "error"}
+    assert (
+        answers("smart", strategy=strategy, quotas=soft, fail=fail) == ["smart/openai/gpt-4o"] * 2
+    )
+    # A failing target of a model without soft-limited targets goes to the model's fallbacks.
+    assert (
+        answers(
+            "smart",
+            strategy=strategy,
+            fail={"smart/anthropic/claude-sonnet-4-5": "error", "smart/openai/gpt-4o": "error"},
+        )
+        == ["local/ollama/llama3.2"] * 2
+    )
+
+
+def test_exhausted_target_leaves_its_model() -> None:
+    exhausted = [QuotaEffect(provider="anthropic", state="Exhausted")]
+    assert answers("smart", quotas=exhausted) == ["smart/openai/gpt-4o"] * 2
+    # When the remaining target fails, the model's fallback serves; the exhausted one never.
+    fail = {"smart/openai/gpt-4o": "error"}
+    assert answers("smart", quotas=exhausted, fail=fail) == ["local/ollama/llama3.2"] * 2
+
+
 def test_exhausted_model_is_served_by_its_fallback() -> None:
     exhausted = [QuotaEffect(model_name="smart", state="Exhausted")]
     assert answers("smart", quotas=exhausted) == ["local/ollama/llama3.2", "local/ollama/llama3.2"]
+    # Also without retries being spent on it: the filter's error is not one LiteLLM retries.
+    assert (
+        answers("smart", quotas=exhausted, fallback_on=["contextWindow"])
+        == ["QuotaLevelExhausted"] * 2
+    )
 
 
-def test_a_config_without_deployments_loads() -> None:
-    # Every model rejected by its quotas: the hook answers 429 before LiteLLM routes anything.
+def test_a_fallback_model_out_of_budget_is_not_used() -> None:
+    # smart falls back to local, whose only target is out of budget: local's target is never
+    # called, and the caller learns why the chain ended there.
+    fail = {"smart/anthropic/claude-sonnet-4-5": "error", "smart/openai/gpt-4o": "error"}
+    exhausted = [QuotaEffect(model_name="local", state="Exhausted")]
+    assert answers("smart", quotas=exhausted, fail=fail) == ["QuotaLevelExhausted"] * 2
+    assert answers("local", quotas=exhausted) == ["QuotaLevelExhausted"] * 2
+
+
+def test_a_config_keeps_every_target_whatever_the_quotas() -> None:
+    # Every model rejected by its quotas: the hook answers 429 before LiteLLM routes anything,
+    # and the config is the one without quotas.
     config = rendered_config("priority-chain", [QuotaEffect(state="Exhausted")])
-    assert config["model_list"] == []
+    assert config == rendered_config("priority-chain", [])
     assert check_litellm_config(config) == []

@@ -7,6 +7,10 @@ installed where they run:
 - stream_usage.py: a LiteLLM callback that asks every streamed chat completion's provider
   for its usage, so streams are counted on every target; in the ConfigMap as
   llmroute_stream_usage.py. Standard library and litellm only.
+- quota_routing.py: a LiteLLM callback that applies the route's quota states to each
+  request's deployments (removes exhausted targets, puts soft-limited ones behind the others),
+  from a file the operator keeps up to date; in the ConfigMap as llmroute_quota_routing.py.
+  Standard library and litellm only.
 - ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
   serves Ollama and pulls the declared models before the pod turns Ready.
 
@@ -22,6 +26,7 @@ from typing import Final
 
 GATEWAY_AUTH: Final = "gateway_auth.py"
 OLLAMA_PULL: Final = "ollama_pull.sh"
+QUOTA_ROUTING: Final = "quota_routing.py"
 STREAM_USAGE: Final = "stream_usage.py"
 
 

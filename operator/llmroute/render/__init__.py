@@ -18,8 +18,8 @@ import yaml
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
-from llmroute.payloads import GATEWAY_AUTH, STREAM_USAGE, payload_text
-from llmroute.render.auth_policy import key_mounts, render_auth_policy
+from llmroute.payloads import GATEWAY_AUTH, QUOTA_ROUTING, STREAM_USAGE, payload_text
+from llmroute.render.auth_policy import key_mounts, render_auth_policy, spec_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
 from llmroute.render.litellm_config import limit_division, render_litellm_config
@@ -35,7 +35,8 @@ from llmroute.render.proxy import (
     render_pod_disruption_budget,
     render_service,
 )
-from llmroute.render.quota_effects import plan_routing
+from llmroute.render.quota_effects import plan_routing, target_limits
+from llmroute.render.quota_routing import render_quota_routing
 from llmroute.render.sizing import LimitDivision
 
 __all__ = [
@@ -50,7 +51,7 @@ __all__ = [
 @dataclass(frozen=True)
 class RenderedRoute:
     config: dict[str, Any]  # the LiteLLM config (config.yaml)
-    config_hash: str  # sha256 prefix (16 hex) of everything the proxy reads from the ConfigMap
+    config_hash: str  # sha256 prefix (16 hex) of what the proxy reads from the ConfigMap at start
     objects: list[dict[str, Any]]  # child manifests in apply order, without ownerReferences
     generated_secret: dict[str, Any] | None  # master-key Secret to create once, or None
     secret_refs: tuple[SecretReference, ...]  # every Secret the route reads, with its field
@@ -72,6 +73,11 @@ def stream_usage_module_source() -> str:
     return payload_text(STREAM_USAGE)
 
 
+def quota_routing_module_source() -> str:
+    """The text of payloads/quota_routing.py, shipped to the proxy as llmroute_quota_routing.py."""
+    return payload_text(QUOTA_ROUTING)
+
+
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -81,14 +87,17 @@ def config_hash(
 ) -> str:
     """sha256 prefix (16 hex) of what the proxy reads at start-up.
 
-    The config, the auth module and its policy, the stream-usage callback, and the layout of
-    the key files.
+    The config, the auth module and the spec's part of its policy, the callbacks, and the
+    layout of the key files. Not what the quotas' states decide (the quota routing file, the
+    policy's rejected models): the proxies re-read those while they run, so a quota changing
+    state changes no hash and restarts no proxy.
     """
     payload = _canonical(
         {
             "config": config,
             "authModule": auth_module_source(),
             "streamUsageModule": stream_usage_module_source(),
+            "quotaRoutingModule": quota_routing_module_source(),
             "authPolicy": auth_policy,
             "keyFiles": key_files,
         }
@@ -114,16 +123,18 @@ def render_route(
         operator pod at all.
     """
     parsed = route
+    # The config follows the specs only; the quotas' states go to the files re-read live.
+    limits = target_limits(parsed, quotas)
     plan = plan_routing(parsed, quotas)
     envs = SecretEnvs()
-    config = render_litellm_config(parsed, plan, envs)
+    config = render_litellm_config(parsed, limits, envs)
 
     generated_name = master_key_secret or master_key_secret_name(parsed.name)
     master = master_key_ref(parsed, generated_name)
     mounts = key_mounts(parsed, master)
     policy = render_auth_policy(parsed, plan, mounts)
     layout = [[m.volume, m.directory, m.ref.name, m.ref.key] for m in mounts]
-    digest = config_hash(config, auth_policy=policy, key_files=layout)
+    digest = config_hash(config, auth_policy=spec_auth_policy(policy), key_files=layout)
 
     config_map = render_config_map(
         parsed,
@@ -131,6 +142,8 @@ def render_route(
         auth_module_source(),
         json.dumps(policy, indent=2, sort_keys=True) + "\n",
         stream_usage_module_source(),
+        quota_routing_module_source(),
+        json.dumps(render_quota_routing(parsed, plan), indent=2, sort_keys=True) + "\n",
     )
     objects = [
         config_map,
@@ -163,5 +176,5 @@ def render_route(
         models=[m.name for m in parsed.models],
         endpoint=endpoint(parsed.name, parsed.namespace),
         rejected_models=dict(plan.rejected),
-        limit_division=limit_division(parsed, plan),
+        limit_division=limit_division(parsed, limits),
     )

@@ -11,6 +11,7 @@ quotas reject.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,6 +21,9 @@ from llmroute.render.quota_effects import RoutingPlan
 
 KEYS_DIR: Final = "/etc/llmroute/keys"
 POLICY_FILE: Final = "llmroute_auth.json"
+# Keys of the policy that follow the quotas' states, not the spec: the hook re-reads them
+# live, and they stay out of the config hash (a quota changing state restarts no proxy).
+LIVE_POLICY_KEYS: Final = frozenset({"rejectedModels"})
 
 
 @dataclass(frozen=True)
@@ -60,3 +64,8 @@ def render_auth_policy(route: Route, plan: RoutingPlan, mounts: list[KeyMount]) 
         ],
         "rejectedModels": dict(plan.rejected),
     }
+
+
+def spec_auth_policy(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a rendered policy that the spec decides (what the config hash covers)."""
+    return {k: v for k, v in policy.items() if k not in LIVE_POLICY_KEYS}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target
+from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Model, Route, Target
 from llmroute.render.credentials import LITELLM_MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
-from llmroute.render.quota_effects import PlannedTarget, RoutingPlan
+from llmroute.render.quota_effects import declared_order
 from llmroute.render.sizing import (
     LimitDivision,
     LimitShare,
@@ -26,6 +26,11 @@ AUTH_FUNCTION: Final = f"{AUTH_MODULE}.user_api_key_auth"
 STARTUP_HOOK: Final = f"{AUTH_MODULE}:seal_litellm_master_key"
 # payloads/stream_usage.py, shipped next to config.yaml.
 STREAM_USAGE_CALLBACK: Final = "llmroute_stream_usage.stream_usage"
+# payloads/quota_routing.py, shipped next to config.yaml: applies the quotas' states live.
+QUOTA_ROUTING_CALLBACK: Final = "llmroute_quota_routing.quota_routing"
+
+# Cluster-wide (rpm, tpm) of each target, by deployment id (quota_effects.target_limits).
+TargetLimits = dict[str, tuple[int | None, int | None]]
 
 # Prefixes of litellm_params.model, by spec provider.
 PROVIDER_PREFIX: Final = {
@@ -89,7 +94,7 @@ def _price(per_million: float, cost_strategy: bool) -> float:
     return per_token
 
 
-def limit_division(route: Route, plan: RoutingPlan) -> LimitDivision:
+def limit_division(route: Route, limits: TargetLimits) -> LimitDivision:
     """Every rpm/tpm limit of the route's config, and each process's share of it.
 
     Without Redis each LiteLLM process counts on its own, so each gets its share of the
@@ -98,24 +103,23 @@ def limit_division(route: Route, plan: RoutingPlan) -> LimitDivision:
     processes = limit_processes(route)
     shares = []
     for model in route.models:
-        for planned in plan.live.get(model.name, ()):
-            for kind, limit in (("rpm", planned.rpm), ("tpm", planned.tpm)):
+        for target in model.targets:
+            rpm, tpm = limits.get(target.deployment_id, (None, None))
+            for kind, limit in (("rpm", rpm), ("tpm", tpm)):
                 if limit is not None:
                     per_process = divide_limit(limit, processes.fewest)
-                    shares.append(
-                        LimitShare(planned.target.deployment_id, kind, limit, per_process)
-                    )
+                    shares.append(LimitShare(target.deployment_id, kind, limit, per_process))
     return LimitDivision(processes, tuple(shares))
 
 
 def _litellm_params(
     route: Route,
-    strategy: str,
-    planned: PlannedTarget,
+    model: Model,
+    target: Target,
     envs: SecretEnvs,
     shares: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
-    target = planned.target
+    strategy = model.strategy
     params: dict[str, Any] = {"model": f"{PROVIDER_PREFIX[target.provider]}/{target.model}"}
     api_base = _api_base(route, target)
     if api_base is not None:
@@ -131,8 +135,9 @@ def _litellm_params(
             )
     elif target.provider == "openai-compatible":
         params["api_key"] = NO_KEY
-    if planned.order is not None:
-        params["order"] = planned.order
+    order = declared_order(model, target)
+    if order is not None:
+        params["order"] = order
     if strategy == "weighted":
         params["weight"] = target.weight
     # Each process's share of the cluster-wide limits (limit_division).
@@ -154,19 +159,23 @@ def _litellm_params(
     return params
 
 
-def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> dict[str, Any]:
-    """The config.yaml of the route's proxy; registers the Secret-fed env vars it names in envs."""
-    shares = {(s.deployment, s.kind): s.per_process for s in limit_division(route, plan).shares}
-    model_list: list[dict[str, Any]] = []
-    for model in route.models:
-        for planned in plan.live.get(model.name, ()):
-            model_list.append(
-                {
-                    "model_name": model.name,
-                    "litellm_params": _litellm_params(route, model.strategy, planned, envs, shares),
-                    "model_info": {"id": planned.target.deployment_id},
-                }
-            )
+def render_litellm_config(route: Route, limits: TargetLimits, envs: SecretEnvs) -> dict[str, Any]:
+    """The config.yaml of the route's proxy; registers the Secret-fed env vars it names in envs.
+
+    Every target of the spec is in it, whatever the quotas' states: those reach the running
+    proxies through the quota routing file (render.quota_routing), so the config, and the
+    pods, stay as they are when a quota changes state.
+    """
+    shares = {(s.deployment, s.kind): s.per_process for s in limit_division(route, limits).shares}
+    model_list: list[dict[str, Any]] = [
+        {
+            "model_name": model.name,
+            "litellm_params": _litellm_params(route, model, target, envs, shares),
+            "model_info": {"id": target.deployment_id},
+        }
+        for model in route.models
+        for target in model.targets
+    ]
 
     extra = route.proxy.litellm
     litellm_settings = _litellm_settings(route, envs)
@@ -176,7 +185,7 @@ def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> 
     return {
         "model_list": model_list,
         "router_settings": {
-            **_router_settings(route, plan, envs, model_list),
+            **_router_settings(route, envs, model_list),
             **extra.router_settings,
         },
         "litellm_settings": {**litellm_settings, **extra.litellm_settings, "callbacks": callbacks},
@@ -195,7 +204,6 @@ def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> 
 
 def _router_settings(
     route: Route,
-    plan: RoutingPlan,
     envs: SecretEnvs,
     model_list: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -221,12 +229,18 @@ def _router_settings(
             "routing_strategy": GROUP_STRATEGIES[model.strategy],
         }
         for model in route.models
-        if model.strategy in GROUP_STRATEGIES and model.name in plan.live
+        if model.strategy in GROUP_STRATEGIES
     ]
     if groups:
         settings["routing_groups"] = groups
 
-    chains = {name: list(chain) for name, chain in plan.fallbacks.items() if chain}
+    # As written: a fallback model whose targets are all out of budget fails at once (the
+    # quota filter), and LiteLLM moves on to the next one.
+    chains = {
+        model.name: chain
+        for model in route.models
+        if (chain := [f for f in dict.fromkeys(model.fallbacks) if f != model.name])
+    }
     if router.fallback_on & {"errors", "rateLimit", "timeout"} and chains:
         settings["fallbacks"] = [{name: list(chain)} for name, chain in chains.items()]
     # A provider's "prompt too long" answer reaches the router as ContextWindowExceededError.
@@ -241,8 +255,6 @@ def _router_settings(
         # Without its own entry a context-window error would take the general chain;
         # an empty chain makes LiteLLM return the error instead.
         settings["context_window_fallbacks"] = [{name: []} for name in chains]
-    if plan.drained:
-        settings["model_group_alias"] = {name: chain[0] for name, chain in plan.drained.items()}
     if any("rpm" in d["litellm_params"] or "tpm" in d["litellm_params"] for d in model_list):
         # Without this check LiteLLM reads rpm/tpm only as routing weights.
         settings["optional_pre_call_checks"] = ["enforce_model_rate_limits"]
@@ -267,7 +279,8 @@ def _litellm_settings(route: Route, envs: SecretEnvs) -> dict[str, Any]:
         # Quota accounting reads prometheus; it cost 0.1-2.2 ms of the ~20 ms of CPU a request
         # takes (docs/benchmarks.md). The stream-usage hook makes every provider report a
         # stream's usage, which LiteLLM does not ask for in chains that mix providers.
-        "callbacks": ["prometheus", STREAM_USAGE_CALLBACK],
+        # The quota filter applies the quotas' states to each request's deployments.
+        "callbacks": ["prometheus", STREAM_USAGE_CALLBACK, QUOTA_ROUTING_CALLBACK],
         # The operator scrapes /metrics without a key; the NetworkPolicy limits who can.
         "require_auth_for_metrics_endpoint": False,
         "prometheus_exclude_labels": list(PROMETHEUS_EXCLUDED_LABELS),

@@ -26,6 +26,7 @@ from llmroute.render.names import (
     proxy_name,
     service_name,
 )
+from llmroute.render.quota_routing import QUOTA_ROUTING_FILE
 from llmroute.render.sizing import proxy_workers
 
 PROXY_CONTAINER: Final = "litellm"
@@ -33,6 +34,7 @@ CONFIG_DIR: Final = "/etc/litellm"
 CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
 STREAM_USAGE_MODULE_FILE: Final = "llmroute_stream_usage.py"
+QUOTA_ROUTING_MODULE_FILE: Final = "llmroute_quota_routing.py"
 # An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
 RUN_AS_USER: Final = 65532
 # Workers are recycled after this many requests (jittered, so they do not all restart at once),
@@ -56,7 +58,12 @@ def render_config_map(
     auth_module: str,
     auth_policy_json: str,
     stream_usage_module: str,
+    quota_routing_module: str,
+    quota_routing_json: str,
 ) -> dict[str, Any]:
+    """The proxy's files. The proxies read config.yaml and the modules at start-up; the auth
+    policy and the quota routing file they re-read while they run (the ConfigMap is mounted
+    as a directory, so the kubelet updates them in place)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -70,6 +77,8 @@ def render_config_map(
             AUTH_MODULE_FILE: auth_module,
             POLICY_FILE: auth_policy_json,
             STREAM_USAGE_MODULE_FILE: stream_usage_module,
+            QUOTA_ROUTING_MODULE_FILE: quota_routing_module,
+            QUOTA_ROUTING_FILE: quota_routing_json,
         },
     }
 

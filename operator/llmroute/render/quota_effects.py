@@ -1,4 +1,9 @@
-"""What ModelQuota states do to a route's routing, decided before any config is written.
+"""What ModelQuotas do to a route's routing: the part fixed by specs, and the part that moves.
+
+The LiteLLM config holds only what specs decide (declared_order, target_limits), so a quota
+changing state never changes it and never restarts a proxy. What states decide (plan_routing)
+reaches the running proxies as a file they re-read (render.quota_routing): the proxies'
+deployment filter (payloads/quota_routing.py) and auth hook apply it to each request.
 
 Under the soft limit a target routes normally; over it, the target moves behind the targets
 of its model that no quota limits; at the limit (Exhausted) traffic stops reaching it:
@@ -10,6 +15,12 @@ of its model that no quota limits; at the limit (Exhausted) traffic stops reachi
   other models: the budget owner asked for no spend elsewhere.
 A model left without targets and without a fallback that has any also answers 429.
 Quotas in shadow mode change nothing here.
+
+LiteLLM tries a model's targets by `order` levels, lowest first, moving to the next level when
+a level fails; the levels it knows are those declared in the config. declared_order declares
+enough of them for every plan: priority has one per target, the other strategies two (the
+targets no quota limits, then the soft-limited ones), and the filter puts each request's
+targets on the levels the plan gives them.
 """
 
 from __future__ import annotations
@@ -26,8 +37,6 @@ from llmroute.api.route import Model, Route, Target
 class PlannedTarget:
     target: Target
     order: int | None  # LiteLLM `order`: lower numbers are tried first
-    rpm: int | None  # cluster-wide limits, before the split across proxy processes
-    tpm: int | None
 
 
 @dataclass(frozen=True)
@@ -47,21 +56,37 @@ def _cap(limit: int | None, quota_caps: list[int]) -> int | None:
     return min(caps) if caps else None
 
 
-def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
+def declared_order(model: Model, target: Target) -> int | None:
+    """The target's `order` in the config: the levels the quota filter may route on.
+
+    priority: the target's position, one level per target, as the chain is written. Other
+    strategies with several targets: two levels (the first target on 1, the rest on 2, only
+    so that LiteLLM knows both exist); the filter puts every target the plan keeps on level 1,
+    or the soft-limited ones on 2, for each request. One target: no level.
+    """
+    if model.strategy == "priority":
+        return target.index + 1
+    if len(model.targets) < 2:
+        return None
+    return 1 if target.index == 0 else 2
+
+
+def target_limits(
+    route: Route, effects: Sequence[QuotaEffect]
+) -> dict[str, tuple[int | None, int | None]]:
+    """Each target's cluster-wide (rpm, tpm), by deployment id: its own, capped by the quotas.
+
+    A quota's rpm/tpm is one budget for all the targets it matches: split it evenly (rounded
+    up) so that together they never exceed it. Decided by the specs alone (a quota's state
+    does not enter), so a quota changing state leaves the config as it is.
+    """
     enforced = [e for e in effects if e.enforced]
-    # A quota's rpm/tpm is one budget for all the targets it matches: split it evenly
-    # (rounded up) so that together they never exceed it.
     matched_count = {
         id(e): sum(1 for m in route.models for t in m.targets if e.matches(m.name, t))
         for e in enforced
     }
-
-    live: dict[str, tuple[PlannedTarget, ...]] = {}
-    dead: dict[str, str | None] = {}  # model -> reject message, or None when it may fall back
+    limits: dict[str, tuple[int | None, int | None]] = {}
     for model in route.models:
-        normal: list[tuple[Target, int | None, int | None]] = []
-        soft: list[tuple[Target, int | None, int | None]] = []
-        reject_message: str | None = None
         for target in model.targets:
             matched = [e for e in enforced if e.matches(model.name, target)]
             rpm = _cap(
@@ -72,6 +97,20 @@ def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
                 target.tpm,
                 [math.ceil(e.tpm / matched_count[id(e)]) for e in matched if e.tpm is not None],
             )
+            limits[target.deployment_id] = (rpm, tpm)
+    return limits
+
+
+def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
+    enforced = [e for e in effects if e.enforced]
+    live: dict[str, tuple[PlannedTarget, ...]] = {}
+    dead: dict[str, str | None] = {}  # model -> reject message, or None when it may fall back
+    for model in route.models:
+        normal: list[Target] = []
+        soft: list[Target] = []
+        reject_message: str | None = None
+        for target in model.targets:
+            matched = [e for e in enforced if e.matches(model.name, target)]
             exhausted = [e for e in matched if e.state == EXHAUSTED]
             rejecting = [e for e in exhausted if e.action == REJECT]
             if rejecting and reject_message is None:
@@ -82,9 +121,9 @@ def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
             if exhausted:
                 continue
             if any(e.state == SOFT_LIMITED for e in matched):
-                soft.append((target, rpm, tpm))
+                soft.append(target)
             else:
-                normal.append((target, rpm, tpm))
+                normal.append(target)
         if not normal and not soft:
             dead[model.name] = reject_message
             continue
@@ -110,25 +149,18 @@ def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
     return RoutingPlan(live=live, drained=drained, rejected=rejected, fallbacks=fallbacks)
 
 
-def _ordered(
-    model: Model,
-    normal: list[tuple[Target, int | None, int | None]],
-    soft: list[tuple[Target, int | None, int | None]],
-) -> tuple[PlannedTarget, ...]:
+def _ordered(model: Model, normal: list[Target], soft: list[Target]) -> tuple[PlannedTarget, ...]:
     if model.strategy == "priority":
         # The position in the chain is the priority; soft-limited targets go last.
         return tuple(
-            PlannedTarget(t, position, rpm, tpm)
-            for position, (t, rpm, tpm) in enumerate([*normal, *soft], start=1)
+            PlannedTarget(t, position) for position, t in enumerate([*normal, *soft], start=1)
         )
     if normal and soft:
         # The model's strategy (cost, latency, ...) chooses among the unlimited targets;
         # LiteLLM reaches the soft-limited ones only when those fail.
-        return tuple(
-            [PlannedTarget(t, 1, rpm, tpm) for t, rpm, tpm in normal]
-            + [PlannedTarget(t, 2, rpm, tpm) for t, rpm, tpm in soft]
-        )
-    return tuple(PlannedTarget(t, None, rpm, tpm) for t, rpm, tpm in [*normal, *soft])
+        return tuple([PlannedTarget(t, 1) for t in normal] + [PlannedTarget(t, 2) for t in soft])
+    # One level: the strategy chooses among all of them.
+    return tuple(PlannedTarget(t, 1 if declared_order(model, t) else None) for t in normal + soft)
 
 
 def _chains(
