@@ -4,8 +4,10 @@ One operator-wide loop syncs each quota every SYNC_INTERVAL_SECONDS (llmroute.qu
 the work), over a kopf index of the quotas: a kopf timer would put a finalizer on every quota
 (llmroute.periodic says why that is avoided). A sync that moves the quota's state posts an
 event and, when the quota is enforced, renders its route again so the routing follows the
-budget. Creating, changing or deleting a quota renders its route again too: its match,
-action, enforcement and rpm/tpm shape the route's config.
+budget: the route's ConfigMap gets the new quota routing file and auth policy, which the
+running proxies re-read (the config, and so the pods, stay as they are). Creating, changing
+or deleting a quota renders its route again too: its match, action and enforcement shape
+those files, its rpm/tpm the config.
 """
 
 from __future__ import annotations
@@ -148,5 +150,5 @@ def sync(
 def rerender_route(
     namespace: str, route_name: str, optional_children: kopf.Index, logger: logging.Logger
 ) -> None:
-    """Reconcile an LLMRoute now, so its config reflects the current quota states."""
+    """Reconcile an LLMRoute now, so the files its proxies re-read reflect the quota states."""
     reconcile_by_name(namespace, route_name, optional_children, logger)

@@ -50,15 +50,17 @@ Levels = dict[str, dict[str, int | None]]
 
 
 class QuotaLevelExhausted(litellm.PaymentRequiredError):
-    """The quotas leave no target of the model at this routing level."""
+    """The quotas leave no target of the model at this routing level. Built by exhausted();
+    the constructor is LiteLLM's own, so LiteLLM can copy the error as it copies its own."""
 
-    def __init__(self, model: str, level: int | None) -> None:
-        where = f" at routing level {level}" if level is not None else ""
-        super().__init__(
-            message=f"no target of model {model!r}{where} has quota budget left",
-            model=model,
-            llm_provider="llmroute",
-        )
+
+def exhausted(model: str, level: int | None) -> QuotaLevelExhausted:
+    where = f" at routing level {level}" if level is not None else ""
+    return QuotaLevelExhausted(
+        message=f"no target of model {model!r}{where} has quota budget left",
+        model=model,
+        llm_provider="llmroute",
+    )
 
 
 def _parse(raw: bytes) -> Levels:
@@ -128,7 +130,7 @@ class QuotaRoutingFile:
         if planned is None:
             return deployments  # a model the file does not know: as configured
         if target_level is not None and target_level not in planned.values():
-            raise QuotaLevelExhausted(model, target_level)
+            raise exhausted(model, target_level)
         kept: list[dict] = []
         changed = False
         for deployment in deployments:
@@ -147,7 +149,7 @@ class QuotaRoutingFile:
                 changed = True
             kept.append(deployment)
         if deployments and not kept:
-            raise QuotaLevelExhausted(model, target_level)
+            raise exhausted(model, target_level)
         return kept if changed else deployments
 
 
