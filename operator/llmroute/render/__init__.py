@@ -20,6 +20,7 @@ from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
 from llmroute.payloads import GATEWAY_AUTH, STREAM_USAGE, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
+from llmroute.render.caller_budgets import LIVE_POLICY_KEY, render_exhausted_budgets
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
 from llmroute.render.litellm_config import limit_division, render_litellm_config
@@ -124,6 +125,9 @@ def render_route(
     policy = render_auth_policy(parsed, plan, mounts)
     layout = [[m.volume, m.directory, m.ref.name, m.ref.key] for m in mounts]
     digest = config_hash(config, auth_policy=policy, key_files=layout)
+    # Caller and task budgets change while the proxies run: in the file the hook re-reads,
+    # not in the hash, so a budget running out restarts nothing.
+    policy[LIVE_POLICY_KEY] = render_exhausted_budgets(parsed, quotas)
 
     config_map = render_config_map(
         parsed,

@@ -9,7 +9,7 @@ of its model that no quota limits; at the limit (Exhausted) traffic stops reachi
   429 (the gateway's auth hook rejects it before routing) instead of moving its traffic to
   other models: the budget owner asked for no spend elsewhere.
 A model left without targets and without a fallback that has any also answers 429.
-Quotas in shadow mode change nothing here.
+Quotas in shadow mode, and quotas scoped to a caller or a task, change nothing here.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def _cap(limit: int | None, quota_caps: list[int]) -> int | None:
 
 
 def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
-    enforced = [e for e in effects if e.enforced]
+    # Quotas scoped to a caller or task leave the shared routing alone: the gateway enforces
+    # them per request (render/caller_budgets.py).
+    enforced = [e for e in effects if e.enforced and e.route_wide]
     # A quota's rpm/tpm is one budget for all the targets it matches: split it evenly
     # (rounded up) so that together they never exceed it.
     matched_count = {
