@@ -11,6 +11,7 @@ unaffected.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -18,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
+from llmroute.quota.usage import gather_usage
 from localcluster import FakeOpenAI, ProcessInfo, ProcessRunner, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
@@ -58,6 +60,7 @@ def route_manifest(upstream: FakeOpenAI) -> dict[str, Any]:
                 }
             ],
             "router": {"numRetries": 0},
+            "tasks": ["summarize"],
             "auth": {
                 "callers": [
                     {"name": name, "keySecretRef": {"name": "caller-keys", "key": name}}
@@ -68,17 +71,18 @@ def route_manifest(upstream: FakeOpenAI) -> dict[str, Any]:
     }
 
 
-QUOTA = {
-    "apiVersion": f"{GROUP}/{VERSION}",
-    "kind": "ModelQuota",
-    "metadata": {"name": "alice-budget"},
-    "spec": {
-        "routeRef": {"name": "gw"},
-        "match": {"caller": "alice"},
-        "budget": {"limitUSD": 0.03, "period": "daily"},
-        "action": "reject",
-    },
-}
+def quota_manifest(name: str, match: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelQuota",
+        "metadata": {"name": name},
+        "spec": {
+            "routeRef": {"name": "gw"},
+            "match": match,
+            "budget": {"limitUSD": 0.03, "period": "daily"},
+            "action": "reject",
+        },
+    }
 
 
 def proxy_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
@@ -96,24 +100,80 @@ def serving_pod(core: client.CoreV1Api, runner: ProcessRunner, namespace: str) -
     return wait_for(probe, timeout=SYNC_TIMEOUT, what="one serving proxy pod")
 
 
-def chat(pod: ProcessInfo, caller: str) -> str:
+def chat(pod: ProcessInfo, caller: str, task: str | None = None) -> str:
     caller_client = openai.OpenAI(api_key=CALLER_KEYS[caller], base_url=pod.url, max_retries=0)
     response = caller_client.chat.completions.create(
-        model="smart", messages=[{"role": "user", "content": f"hello from {caller}"}]
+        model="smart",
+        messages=[{"role": "user", "content": f"hello from {caller}"}],
+        extra_body={"metadata": {"tags": [f"task:{task}"]}} if task else None,
     )
     return response.choices[0].message.content or ""
 
 
-def quota_status(custom: client.CustomObjectsApi, namespace: str) -> dict[str, Any]:
-    quota = custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, QUOTA_PLURAL, "alice-budget"
-    )
+def quota_status(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    quota = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, QUOTA_PLURAL, name)
     return quota.get("status") or {}
 
 
-def test_a_caller_over_its_budget_gets_429_and_the_other_caller_is_served(
-    api, namespace, process_runner, upstream
-):
+@dataclass
+class Gateway:
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+    runner: ProcessRunner
+    namespace: str
+    upstream: FakeOpenAI
+    pod: ProcessInfo
+
+    def config_hash(self) -> str:
+        route = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, ROUTE_PLURAL, "gw"
+        )
+        return route["status"]["configHash"]
+
+    def add_quota(self, name: str, match: dict[str, str]) -> None:
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, QUOTA_PLURAL, quota_manifest(name, match)
+        )
+        wait_for(
+            lambda: quota_status(self.custom, self.namespace, name).get("lastSync"),
+            timeout=SYNC_TIMEOUT,
+            what=f"the first sync of {name}",
+        )
+
+    def exhausted(self, name: str) -> dict[str, Any]:
+        return wait_for(
+            lambda: (
+                (s := quota_status(self.custom, self.namespace, name)).get("state") == "Exhausted"
+                and s
+            ),
+            timeout=SYNC_TIMEOUT,
+            what=f"{name} exhausted",
+        )
+
+    def refused(self, caller: str, task: str | None = None) -> openai.RateLimitError:
+        """Wait until the gateway refuses the request (the operator has updated the policy the
+        hook re-reads; until then such requests are still served, and counted)."""
+
+        def probe() -> openai.RateLimitError | None:
+            try:
+                chat(self.pod, caller, task)
+            except openai.RateLimitError as error:
+                return error
+            return None
+
+        return wait_for(probe, timeout=SYNC_TIMEOUT, interval=1.0, what=f"{caller} refused")
+
+    def assert_served_live(self, config_hash: str) -> None:
+        """The same proxy pod, never restarted, with the same config, served throughout."""
+        pods = proxy_pods(self.core, self.namespace)
+        assert [p.metadata.uid for p in pods] == [self.pod.uid]
+        info = self.runner.process(pods[0].metadata.name)
+        assert info is not None and info.pid == self.pod.pid and info.restarts == 0
+        assert self.config_hash() == config_hash
+
+
+@pytest.fixture
+def gateway(api, namespace, process_runner, upstream) -> Gateway:
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     core.create_namespaced_secret(
@@ -127,55 +187,68 @@ def test_a_caller_over_its_budget_gets_429_and_the_other_caller_is_served(
         GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest(upstream)
     )
     pod = serving_pod(core, process_runner, namespace)
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, QUOTA_PLURAL, QUOTA)
-    wait_for(
-        lambda: quota_status(custom, namespace).get("lastSync"),
-        timeout=SYNC_TIMEOUT,
-        what="the quota's first sync",
-    )
-    route = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, "gw")
-    config_hash = route["status"]["configHash"]
+    return Gateway(core, custom, process_runner, namespace, upstream, pod)
+
+
+def test_a_caller_over_its_budget_gets_429_and_the_other_caller_is_served(
+    gateway: Gateway,
+) -> None:
+    gateway.add_quota("alice-budget", {"caller": "alice"})
+    config_hash = gateway.config_hash()
 
     # Only alice's spend counts against alice's budget: bob's requests are not in it.
-    assert chat(pod, "bob")
-    assert chat(pod, "alice")
-    assert chat(pod, "alice")
-    assert chat(pod, "bob")
-    status = wait_for(
-        lambda: (s := quota_status(custom, namespace)).get("state") == "Exhausted" and s,
-        timeout=SYNC_TIMEOUT,
-        what="alice's budget exhausted",
-    )
+    assert chat(gateway.pod, "bob")
+    assert chat(gateway.pod, "alice")
+    assert chat(gateway.pod, "alice")
+    assert chat(gateway.pod, "bob")
+    status = gateway.exhausted("alice-budget")
     assert status["requests"] == 2
     assert (status["inputTokens"], status["outputTokens"]) == (20, 10)
     assert status["spentUSD"] == pytest.approx(2 * PRICE_PER_REQUEST, abs=0.001)
 
-    # The gateway refuses alice, naming the quota, once the operator has updated the policy
-    # the hook re-reads; until then her requests are still served (and counted).
-    def refused() -> openai.RateLimitError | None:
-        try:
-            chat(pod, "alice")
-        except openai.RateLimitError as error:
-            return error
-        return None
-
-    error = wait_for(refused, timeout=SYNC_TIMEOUT, interval=1.0, what="alice refused with 429")
-    assert "alice-budget" in str(error)
-    seen = len(upstream.inference_requests())
+    # The gateway refuses alice, naming the quota, before any upstream call.
+    assert "alice-budget" in str(gateway.refused("alice"))
+    seen = len(gateway.upstream.inference_requests())
     with pytest.raises(openai.RateLimitError):
-        chat(pod, "alice")
-    assert len(upstream.inference_requests()) == seen  # refused before any upstream call
+        chat(gateway.pod, "alice")
+    assert len(gateway.upstream.inference_requests()) == seen
 
     # bob is unaffected.
-    assert chat(pod, "bob")
-    assert len(upstream.inference_requests()) == seen + 1
+    assert chat(gateway.pod, "bob")
+    assert len(gateway.upstream.inference_requests()) == seen + 1
 
-    # Live: the same proxy pod, never restarted, with the same config, served throughout.
-    pods = proxy_pods(core, namespace)
-    assert [p.metadata.uid for p in pods] == [pod.uid]
-    info = process_runner.process(pods[0].metadata.name)
-    assert info is not None and info.pid == pod.pid and info.restarts == 0
-    route = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, "gw")
-    assert route["status"]["configHash"] == config_hash
-    ready = next(c for c in quota_status(custom, namespace)["conditions"] if c["type"] == "Ready")
+    gateway.assert_served_live(config_hash)
+    status = quota_status(gateway.custom, gateway.namespace, "alice-budget")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "Enforced")
+
+
+def test_a_task_over_its_budget_gets_429_and_other_requests_are_served(
+    gateway: Gateway,
+) -> None:
+    gateway.add_quota("summarize-budget", {"tag": "summarize"})
+    config_hash = gateway.config_hash()
+
+    # Tagged requests count, whoever sends them; untagged ones do not.
+    assert chat(gateway.pod, "alice", task="summarize")
+    assert chat(gateway.pod, "bob")
+    assert chat(gateway.pod, "bob", task="summarize")
+    status = gateway.exhausted("summarize-budget")
+    assert status["requests"] == 2
+    assert status["spentUSD"] == pytest.approx(2 * PRICE_PER_REQUEST, abs=0.001)
+
+    assert "summarize-budget" in str(gateway.refused("bob", task="summarize"))
+    with pytest.raises(openai.RateLimitError):
+        chat(gateway.pod, "alice", task="summarize")
+    assert chat(gateway.pod, "alice")
+    assert chat(gateway.pod, "bob")
+
+    # `llmroute usage` reads the same counters by task and caller.
+    report = gather_usage(gateway.core.api_client, gateway.namespace, "gw")
+    summarize = [r for r in report.rows if r.task == "summarize"]
+    assert {r.caller for r in summarize} == {"alice", "bob"}
+    assert sum(r.usage.requests for r in summarize) >= 2
+    untagged = [r for r in report.rows if r.task == ""]
+    assert sum(r.usage.requests for r in untagged) == 3
+
+    gateway.assert_served_live(config_hash)
