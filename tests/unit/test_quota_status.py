@@ -350,3 +350,10 @@ def test_scoped_events_say_what_the_gateway_does() -> None:
     assert exhausted is not None
     assert "caller 'alice' for task 'summarize'" in exhausted.message
     assert "429" in exhausted.message
+
+
+@pytest.mark.parametrize(
+    "spec", [None, [], {"auth": []}, {"auth": {"callers": "x"}, "tasks": "y"}, {"auth": None}]
+)
+def test_declared_callers_and_tasks_are_read_leniently(spec) -> None:
+    assert stored_route_scopes({"spec": spec}) == (frozenset(), frozenset())

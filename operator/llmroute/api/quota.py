@@ -236,16 +236,18 @@ def stored_route_targets(route: Mapping[str, Any]) -> tuple[RouteTarget, ...]:
 def stored_route_scopes(route: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
     """The caller names (spec.auth.callers) and tasks (spec.tasks) of a stored LLMRoute,
     read leniently like its targets."""
-    spec = route.get("spec") or {}
-    callers = ((spec.get("auth") or {}) if isinstance(spec, Mapping) else {}).get("callers")
-    tasks = spec.get("tasks") if isinstance(spec, Mapping) else None
+    spec = route.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+    auth = spec.get("auth")
+    callers = auth.get("callers") if isinstance(auth, Mapping) else None
+    tasks = spec.get("tasks")
     return (
         frozenset(
             c["name"]
-            for c in callers or ()
+            for c in (callers if isinstance(callers, list) else ())
             if isinstance(c, Mapping) and isinstance(c.get("name"), str)
         ),
-        frozenset(t for t in tasks or () if isinstance(t, str)),
+        frozenset(t for t in (tasks if isinstance(tasks, list) else ()) if isinstance(t, str)),
     )
 
 
