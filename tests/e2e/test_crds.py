@@ -401,7 +401,25 @@ INVALID = {
         QUOTA,
         {"spec.match": {}},
         "spec.match",
-        "match needs at least one of provider, model and modelName",
+        "match needs at least one of provider, model, modelName, caller and tag",
+    ),
+    "quota-caller-with-fallback": (
+        QUOTA,
+        {"spec.match": {"caller": "billing"}},
+        "spec",
+        "a quota with match.caller or match.tag is enforced at the gateway",
+    ),
+    "quota-task-with-rpm": (
+        QUOTA,
+        {"spec.match": {"tag": "summarize"}, "spec.action": "reject", "spec.rpm": 10},
+        "spec",
+        "a quota with match.caller or match.tag cannot set them",
+    ),
+    "quota-caller-not-a-name": (
+        QUOTA,
+        {"spec.match.caller": "Billing Bot", "spec.action": "reject"},
+        "spec.match.caller",
+        "should match",
     ),
     "quota-soft-limit-100": (
         QUOTA,

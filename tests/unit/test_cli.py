@@ -392,6 +392,29 @@ def test_a_quota_must_match_a_target_of_its_route(tmp_path: Path) -> None:
     )
 
 
+def test_a_quota_must_name_a_caller_and_task_its_route_declares(tmp_path: Path) -> None:
+    route = copy.deepcopy(ROUTE)
+    route["spec"]["tasks"] = ["summarize"]
+    route["spec"]["auth"] = {
+        "callers": [{"name": "billing", "keySecretRef": {"name": "keys", "key": "billing"}}]
+    }
+    quota = copy.deepcopy(QUOTA)
+    del quota["spec"]["rpm"]
+    quota["spec"]["action"] = "reject"
+    quota["spec"]["match"] = {"caller": "billing", "tag": "summarize"}
+    assert invoke("validate", "-f", write(tmp_path, route, quota)).exit_code == 0
+    quota["spec"]["match"] = {"caller": "support"}
+    result = invoke("validate", "-f", write(tmp_path, route, quota))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "ModelQuota/gpt4-daily: spec.match.caller: names no caller of LLMRoute 'gateway' "
+        "('support'; spec.auth.callers declares: billing)\n"
+    )
+    quota["spec"]["match"] = {"tag": "translate"}
+    result = invoke("validate", "-f", write(tmp_path, route, quota))
+    assert "spec.match.tag: names no task of LLMRoute 'gateway'" in result.stderr
+
+
 def test_render_refuses_an_invalid_namespace() -> None:
     result = invoke("render", "-f", str(REPO_ROOT / "examples/smart-chain.yaml"), "-n", "Team_A")
     assert result.exit_code == 2
@@ -694,3 +717,11 @@ def test_run_refuses_a_metrics_address_without_a_port() -> None:
     result = invoke("run", "--metrics", "0.0.0.0")
     assert result.exit_code == 2
     assert "--metrics" in result.output and "HOST:PORT" in result.output
+
+
+def test_status_shows_a_quotas_caller_and_task() -> None:
+    from llmroute.cli.status import _quota_match
+
+    assert _quota_match({"caller": "billing", "tag": "summarize", "modelName": "smart"}) == (
+        "modelName=smart,caller=billing,tag=summarize"
+    )

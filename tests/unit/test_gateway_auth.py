@@ -293,6 +293,68 @@ def test_quota_rejected_models_answer_429(keys: Path) -> None:
     refused(429, authorize, MASTER, endpoint="/fallback/{model}", path={"model": "smart"})
 
 
+def set_exhausted_budgets(entries: list[dict[str, Any]]) -> None:
+    """Change the live part of the policy, as the operator does while the proxy runs."""
+    policy_file = Path(os.environ[gateway_auth.POLICY_ENV])
+    policy = json.loads(policy_file.read_text())
+    policy[gateway_auth.EXHAUSTED_BUDGETS_KEY] = entries
+    write_atomically(policy_file, json.dumps(policy))
+
+
+def budget(quota: str, *, caller=None, tag=None, models=("smart",)) -> dict[str, Any]:
+    return {
+        "quota": quota,
+        "caller": caller,
+        "tag": tag,
+        "models": list(models),
+        "message": f"the budget of ModelQuota {quota!r} is exhausted",
+    }
+
+
+def test_an_exhausted_caller_budget_refuses_that_caller_only(keys: Path) -> None:
+    authorize(SUPPORT, model="smart")
+    set_exhausted_budgets([budget("support-daily", caller="support-bot")])
+    error = refused(429, authorize, SUPPORT, model="smart")
+    assert error.message == "the budget of ModelQuota 'support-daily' is exhausted"
+    assert error.error_type == "budget_exceeded"
+    # Wherever the request names a covered model.
+    refused(429, authorize, SUPPORT, model="summarizer", body={"fallbacks": ["smart"]})
+    refused(429, authorize, SUPPORT, endpoint=ENGINES, path={"model": "smart"})
+    # Other models, other callers and the master key are served.
+    authorize(SUPPORT, model="summarizer")
+    authorize(SUPPORT, endpoint="/v1/models")
+    authorize(BILLING, model="summarizer", tags=["summarize"])
+    authorize(MASTER, model="smart")
+    # Back under budget (a new period): the operator empties the list; no restart.
+    set_exhausted_budgets([])
+    authorize(SUPPORT, model="smart")
+
+
+def test_an_exhausted_task_budget_refuses_requests_of_that_task(keys: Path) -> None:
+    set_exhausted_budgets([budget("summarize-monthly", tag="summarize", models=["summarizer"])])
+    # Whichever form the tag takes, whoever sends it.
+    refused(429, authorize, BILLING, model="summarizer", tags=["task:summarize"])
+    refused(429, authorize, BILLING, model="summarizer", tags=["summarize"])
+    refused(429, authorize, MASTER, model="summarizer", tags=["task:summarize"])
+    authorize(MASTER, model="summarizer", tags=["task:triage"])
+    authorize(MASTER, model="summarizer")
+    authorize(SUPPORT, model="smart", tags=["task:summarize"])
+
+
+def test_a_caller_and_task_budget_needs_both(keys: Path) -> None:
+    set_exhausted_budgets(
+        [budget("support-triage", caller="support-bot", tag="triage", models=["smart"])]
+    )
+    refused(429, authorize, SUPPORT, model="smart", tags=["task:triage"])
+    authorize(SUPPORT, model="smart")
+    authorize(MASTER, model="smart", tags=["task:triage"])
+
+
+def test_a_malformed_budget_list_refuses_nothing(keys: Path) -> None:
+    set_exhausted_budgets(["not an entry", {"caller": "support-bot"}])  # type: ignore[list-item]
+    authorize(SUPPORT, model="smart")
+
+
 def test_request_tags_are_read_where_litellm_reads_them() -> None:
     body = {
         "tags": ["a"],

@@ -87,6 +87,36 @@ def test_counters_of_a_real_proxy_by_deployment() -> None:
     assert process_start_seconds(families) is not None
 
 
+def test_counters_of_one_caller_or_task_under_their_ledger_keys() -> None:
+    samples = counter_samples(parse_metrics(METRICS.read_text()))
+    billing = usage_by_deployment(samples, caller="billing")
+    assert {k: u.requests for k, u in billing.items()} == {
+        "smart/openai/gpt-4|caller=billing": 5,
+        "smart/openai-compatible/gpt-4o|caller=billing": 2,
+    }
+    assert billing["smart/openai/gpt-4|caller=billing"].spend_usd == pytest.approx(0.003)
+    triage = usage_by_deployment(samples, tag="triage")
+    assert {k: u.requests for k, u in triage.items()} == {
+        "smart/openai/gpt-4|task=triage": 1,
+        "cheap/openai/gpt-4o-mini|task=triage": 2,
+    }
+    both = usage_by_deployment(samples, caller="billing", tag="summarize")
+    assert {k: u.requests for k, u in both.items()} == {
+        "smart/openai/gpt-4|caller=billing|task=summarize": 2
+    }
+    # The master key is no declared caller; a caller nobody used has no series.
+    assert usage_by_deployment(samples, caller="nobody") == {}
+    # What one caller's ledger reads, summed over callers, is the deployment's whole spend.
+    everyone = usage_by_deployment(samples)
+    callers = ("billing", "support", "_master")
+    for deployment, usage in everyone.items():
+        parts = [
+            usage_by_deployment(samples, caller=c).get(f"{deployment}|caller={c}", Usage())
+            for c in callers
+        ]
+        assert sum(p.requests for p in parts) == usage.requests
+
+
 def test_series_order_does_not_change_the_floats() -> None:
     samples = counter_samples(parse_metrics(METRICS.read_text()))
     # The ledger compares counters exactly, so summing must not depend on exposition order.

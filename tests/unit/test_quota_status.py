@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from llmroute.api.quota import QuotaSpec, QuotaSpecError, matched_deployments, stored_route_targets
+from llmroute.api.quota import (
+    QuotaSpec,
+    QuotaSpecError,
+    matched_deployments,
+    stored_route_scopes,
+    stored_route_targets,
+)
 from llmroute.api.route import target_identity
 from llmroute.quota.counters import Usage
 from llmroute.quota.ledger import ReplicaScrape
@@ -261,3 +267,93 @@ def test_no_event_without_a_change() -> None:
     assert transition_event(None, "Ok", spec, 0) is None
     event = transition_event(None, "Exhausted", spec, 0.004)
     assert event is not None and "$0.004000 of $10.00" in event.message
+
+
+# -- quotas scoped to a caller or a task --------------------------------------------------
+
+SCOPED_ROUTE: dict[str, Any] = {
+    **ROUTE,
+    "spec": {
+        **ROUTE["spec"],
+        "tasks": ["summarize"],
+        "auth": {"callers": [{"name": "alice", "keySecretRef": {"name": "k", "key": "alice"}}]},
+    },
+}
+
+
+def scoped(**match: Any) -> dict[str, Any]:
+    return quota(match=match, action="reject")
+
+
+def run_scoped(obj: dict, *scrapes: ReplicaScrape, route=SCOPED_ROUTE):
+    return next_status(
+        obj,
+        targets=stored_route_targets(route),
+        scopes=stored_route_scopes(route),
+        scrapes=list(scrapes),
+        now=NOW,
+    )
+
+
+def test_a_caller_quota_counts_that_callers_series_of_the_matched_targets() -> None:
+    spec = QuotaSpec.from_quota(scoped(caller="alice", provider="openai"))
+    keys = matched_deployments(stored_route_targets(SCOPED_ROUTE), spec)
+    assert f"{IDS['smart_1']}|caller=alice" in keys
+    assert not any(k.startswith(IDS["smart_0"]) for k in keys)
+    alice = ReplicaScrape(
+        uid="u1",
+        pod="gw-litellm-u1",
+        deployments={
+            f"{IDS['smart_1']}|caller=alice": Usage(4.0, 40, 20, 4),
+            f"{IDS['smart_0']}|caller=alice": Usage(100.0, 0, 0, 1),  # not matched
+        },
+        started=STARTED,
+    )
+    result = run_scoped(scoped(caller="alice", provider="openai"), alice)
+    assert (result.status["spentUSD"], result.status["requests"]) == (4.0, 4)
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Enforced")
+
+
+def test_a_caller_quota_alone_matches_every_target() -> None:
+    spec = QuotaSpec.from_quota(scoped(caller="alice"))
+    keys = matched_deployments(stored_route_targets(SCOPED_ROUTE), spec)
+    assert {f"{IDS[k]}|caller=alice" for k in IDS} <= keys
+
+
+@pytest.mark.parametrize(
+    ("match", "reason", "named"),
+    [
+        ({"caller": "mallory"}, "CallerNotDeclared", "spec.match.caller"),
+        ({"tag": "translate"}, "TaskNotDeclared", "spec.match.tag"),
+    ],
+)
+def test_a_caller_or_task_the_route_does_not_declare_is_not_ready(match, reason, named) -> None:
+    result = run_scoped(scoped(**match), replica(n=2))
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert named in ready["message"]
+    assert result.status["spentUSD"] == 0
+
+
+def test_a_scoped_quota_must_reject() -> None:
+    with pytest.raises(QuotaSpecError) as error:
+        QuotaSpec.from_quota(quota(match={"caller": "alice"}))
+    assert error.value.field == "spec.action"
+
+
+def test_scoped_events_say_what_the_gateway_does() -> None:
+    spec = QuotaSpec.from_quota(scoped(caller="alice", tag="summarize"))
+    soft = transition_event("Ok", "SoftLimited", spec, 8.5)
+    assert soft is not None and "still served" in soft.message
+    exhausted = transition_event("SoftLimited", "Exhausted", spec, 10)
+    assert exhausted is not None
+    assert "caller 'alice' for task 'summarize'" in exhausted.message
+    assert "429" in exhausted.message
+
+
+@pytest.mark.parametrize(
+    "spec", [None, [], {"auth": []}, {"auth": {"callers": "x"}, "tasks": "y"}, {"auth": None}]
+)
+def test_declared_callers_and_tasks_are_read_leniently(spec) -> None:
+    assert stored_route_scopes({"spec": spec}) == (frozenset(), frozenset())

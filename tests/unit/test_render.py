@@ -386,6 +386,41 @@ def quota_routing(rendered: RenderedRoute) -> dict[str, Any]:
     return json.loads(objects_by_kind(rendered)["ConfigMap"]["data"]["llmroute_quota.json"])
 
 
+def policy_of(rendered) -> dict:
+    config_map = next(o for o in rendered.objects if o["kind"] == "ConfigMap")
+    return json.loads(config_map["data"]["llmroute_auth.json"])
+
+
+def test_caller_and_task_budgets_change_only_the_live_policy() -> None:
+    route, quotas, options = load_case("callers-access")
+    assert any(q.state == "Exhausted" and q.enforced for q in quotas)
+    with_quotas = render_manifest(route, quotas=quotas, **options)
+    without = render_manifest(route, **options)
+    # The routing, the config and its hash (so the pods) stay as they are ...
+    assert with_quotas.config == without.config
+    assert with_quotas.config_hash == without.config_hash
+    # ... and the auth policy the hook re-reads lists the exhausted, enforced budget only.
+    assert policy_of(without)["exhaustedBudgets"] == []
+    entries = policy_of(with_quotas)["exhaustedBudgets"]
+    assert [(e["quota"], e["caller"], e["tag"], e["models"]) for e in entries] == [
+        ("support-bot-daily", "support-bot", None, ["smart"])
+    ]
+    assert "support-bot-daily" in entries[0]["message"]
+    assert {k: v for k, v in policy_of(with_quotas).items() if k != "exhaustedBudgets"} == {
+        k: v for k, v in policy_of(without).items() if k != "exhaustedBudgets"
+    }
+
+
+def test_a_budget_of_a_caller_alone_covers_every_model() -> None:
+    route, _, options = load_case("callers-access")
+    effect = QuotaEffect(caller="billing", state="Exhausted", action="reject", name="all")
+    (entry,) = policy_of(render_manifest(route, quotas=[effect], **options))["exhaustedBudgets"]
+    assert entry["models"] == ["smart", "summarizer"]
+    task = QuotaEffect(tag="triage", model="gpt-4o-mini", state="Exhausted", action="reject")
+    (entry,) = policy_of(render_manifest(route, quotas=[task], **options))["exhaustedBudgets"]
+    assert (entry["caller"], entry["tag"], entry["models"]) == (None, "triage", ["summarizer"])
+
+
 def test_quota_effects_in_detail() -> None:
     rendered = render_case("quota-effects")
     config = rendered.config

@@ -61,6 +61,11 @@ def test_the_base_manifests_are_valid() -> None:
     assert validate(QUOTA) == []
 
 
+def test_a_quota_may_limit_one_caller_or_task() -> None:
+    for match in ({"caller": "billing"}, {"tag": "summarize"}, {"caller": "a", "model": "gpt-4"}):
+        assert validate(changed(QUOTA, {"spec.match": match, "spec.action": "reject"})) == []
+
+
 # (base, changes, path the error names, words of its message)
 INVALID = {
     "fallback-unknown": (
@@ -288,6 +293,24 @@ INVALID = {
         "Required value",
     ),
     "quota-empty-match": (QUOTA, {"spec.match": {}}, "spec.match", "at least one of provider"),
+    "quota-caller-with-fallback": (
+        QUOTA,
+        {"spec.match": {"caller": "billing"}},
+        "spec",
+        "set action: reject",
+    ),
+    "quota-task-with-rpm": (
+        QUOTA,
+        {"spec.match": {"tag": "summarize"}, "spec.action": "reject", "spec.rpm": 10},
+        "spec",
+        "cannot set them",
+    ),
+    "quota-task-not-a-task-name": (
+        QUOTA,
+        {"spec.match.tag": "task:summarize", "spec.action": "reject"},
+        "spec.match.tag",
+        "should match",
+    ),
     "quota-soft-limit-100": (
         QUOTA,
         {"spec.budget.softLimitPercent": 100},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,6 +37,15 @@ DEFAULT_PERIOD: Final = schema_default("ModelQuota", "spec.budget.period")
 DEFAULT_SOFT_LIMIT_PERCENT: Final = schema_default("ModelQuota", "spec.budget.softLimitPercent")
 DEFAULT_ACTION: Final = schema_default("ModelQuota", "spec.action")
 DEFAULT_ENFORCEMENT: Final = schema_default("ModelQuota", "spec.enforcement")
+# Why a quota scoped to a caller or task must reject (the CRD's CEL rule says the same).
+SCOPED_ACTION_MESSAGE: Final = (
+    "a quota with match.caller or match.tag is enforced at the gateway, which refuses the "
+    "caller's or task's requests with 429 once the budget is spent: set action: reject"
+)
+SCOPED_LIMITS_MESSAGE: Final = (
+    "rpm and tpm limit the matched targets for every caller; a quota with match.caller or "
+    "match.tag cannot set them"
+)
 # A quota never synced yet routes as one under budget.
 INITIAL_STATE: Final = OK
 
@@ -66,6 +75,28 @@ def matches(
     )
 
 
+# The match fields that select targets of the route; caller and tag narrow the spend counted
+# on those targets to one caller's or one task's requests.
+TARGET_MATCH_FIELDS: Final = ("provider", "model", "modelName")
+SCOPE_MATCH_FIELDS: Final = ("caller", "tag")
+
+
+def ledger_key(deployment_id: str, caller: str | None = None, tag: str | None = None) -> str:
+    """The key under which the ledger keeps a deployment's counters for a quota.
+
+    A route-wide quota counts a deployment's whole spend, under its id; a quota scoped to a
+    caller or a task counts only that caller's or task's series, under the id with the scope
+    appended ("smart/openai/gpt-4|caller=alice|task=summarize"). "|" is in no deployment id,
+    caller or task name, so keys never collide.
+    """
+    key = deployment_id
+    if caller is not None:
+        key += f"|caller={caller}"
+    if tag is not None:
+        key += f"|task={tag}"
+    return key
+
+
 @dataclass(frozen=True)
 class QuotaSpec:
     route: str
@@ -77,6 +108,13 @@ class QuotaSpec:
     soft_limit_percent: int
     action: str
     enforcement: str
+    caller: str | None = None  # a caller of the route's spec.auth.callers
+    tag: str | None = None  # a task of the route's spec.tasks
+
+    @property
+    def scoped(self) -> bool:
+        """Whether the quota counts one caller's or task's spend (enforced at the gateway)."""
+        return self.caller is not None or self.tag is not None
 
     @classmethod
     def from_quota(cls, quota: Mapping[str, Any]) -> QuotaSpec:
@@ -86,9 +124,15 @@ class QuotaSpec:
         if not isinstance(route, str) or not route:
             raise QuotaSpecError("spec.routeRef.name", "is required")
         match = spec.get("match") or {}
-        provider, model, model_name = (match.get(k) for k in ("provider", "model", "modelName"))
-        if provider is None and model is None and model_name is None:
-            raise QuotaSpecError("spec.match", "needs at least one of provider, model, modelName")
+        provider, model, model_name = (match.get(k) for k in TARGET_MATCH_FIELDS)
+        caller, tag = (match.get(k) for k in SCOPE_MATCH_FIELDS)
+        if all(match.get(k) is None for k in (*TARGET_MATCH_FIELDS, *SCOPE_MATCH_FIELDS)):
+            raise QuotaSpecError(
+                "spec.match", "needs at least one of provider, model, modelName, caller, tag"
+            )
+        for field_name, value in (("caller", caller), ("tag", tag)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise QuotaSpecError(f"spec.match.{field_name}", "must be a non-empty string")
         budget = spec.get("budget") or {}
         limit = budget.get("limitUSD")
         if (
@@ -110,6 +154,8 @@ class QuotaSpec:
         enforcement = spec.get("enforcement") or DEFAULT_ENFORCEMENT
         if enforcement not in ENFORCEMENTS:
             raise QuotaSpecError("spec.enforcement", f"must be one of {', '.join(ENFORCEMENTS)}")
+        if (caller is not None or tag is not None) and action != REJECT:
+            raise QuotaSpecError("spec.action", SCOPED_ACTION_MESSAGE)
         return cls(
             route=route,
             provider=provider,
@@ -120,6 +166,8 @@ class QuotaSpec:
             soft_limit_percent=soft,
             action=action,
             enforcement=enforcement,
+            caller=caller,
+            tag=tag,
         )
 
     def matches(self, target: RouteTarget) -> bool:
@@ -185,13 +233,54 @@ def stored_route_targets(route: Mapping[str, Any]) -> tuple[RouteTarget, ...]:
     return tuple(targets)
 
 
+def stored_route_scopes(route: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """The caller names (spec.auth.callers) and tasks (spec.tasks) of a stored LLMRoute,
+    read leniently like its targets."""
+    spec = route.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+    auth = spec.get("auth")
+    callers = auth.get("callers") if isinstance(auth, Mapping) else None
+    tasks = spec.get("tasks")
+    return (
+        frozenset(
+            c["name"]
+            for c in (callers if isinstance(callers, list) else ())
+            if isinstance(c, Mapping) and isinstance(c.get("name"), str)
+        ),
+        frozenset(t for t in (tasks if isinstance(tasks, list) else ()) if isinstance(t, str)),
+    )
+
+
+def scope_problem(
+    quota: QuotaSpec, callers: Collection[str], tasks: Collection[str]
+) -> QuotaSpecError | None:
+    """What is wrong with the quota's caller and tag given the route's declared callers and
+    tasks: spend is attributed only to declared ones, so any other would count nothing."""
+    if quota.caller is not None and quota.caller not in callers:
+        declared = ", ".join(sorted(callers)) or "none"
+        return QuotaSpecError(
+            "spec.match.caller",
+            f"names no caller of LLMRoute {quota.route!r} ({quota.caller!r}; "
+            f"spec.auth.callers declares: {declared})",
+        )
+    if quota.tag is not None and quota.tag not in tasks:
+        declared = ", ".join(sorted(tasks)) or "none"
+        return QuotaSpecError(
+            "spec.match.tag",
+            f"names no task of LLMRoute {quota.route!r} ({quota.tag!r}; "
+            f"spec.tasks declares: {declared})",
+        )
+    return None
+
+
 def _str_or_none(target: Mapping[str, Any]) -> str | None:
     api_base = target.get("apiBase")
     return api_base if isinstance(api_base, str) else None
 
 
 def matched_deployments(targets: Iterable[RouteTarget], quota: QuotaSpec) -> frozenset[str]:
-    """The deployment ids (LiteLLM model_info.id) of the route's targets that `quota` matches.
+    """The ledger keys (ledger_key) of the route's targets that `quota` matches: their
+    deployment ids (LiteLLM model_info.id), with the quota's caller and tag when it has them.
 
     The proxy's counters carry the id as label model_id, so a quota counts exactly its
     targets' spend; provider and model labels would not tell an openai-compatible target from
@@ -200,7 +289,10 @@ def matched_deployments(targets: Iterable[RouteTarget], quota: QuotaSpec) -> fro
     rollout) count by position, which is right unless that same change reordered targets.
     """
     return frozenset(
-        id_ for t in targets if quota.matches(t) for id_ in (t.deployment_id, t.position_id)
+        ledger_key(id_, quota.caller, quota.tag)
+        for t in targets
+        if quota.matches(t)
+        for id_ in (t.deployment_id, t.position_id)
     )
 
 
@@ -221,6 +313,8 @@ class QuotaEffect:
     rpm: int | None = None
     tpm: int | None = None
     name: str = ""  # the ModelQuota's name, for messages
+    caller: str | None = None  # set: the quota limits this caller's requests only
+    tag: str | None = None  # set: the quota limits the requests of this task only
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -246,6 +340,8 @@ class QuotaEffect:
             rpm=spec.get("rpm"),
             tpm=spec.get("tpm"),
             name=(quota.get("metadata") or {}).get("name", ""),
+            caller=match.get("caller"),
+            tag=match.get("tag"),
         )
 
     def matches(self, model_name: str, target: Target) -> bool:
@@ -262,6 +358,12 @@ class QuotaEffect:
     @property
     def enforced(self) -> bool:
         return self.enforcement == ENFORCE
+
+    @property
+    def route_wide(self) -> bool:
+        """Whether the quota shapes the routing of every request; one scoped to a caller or a
+        task is enforced at the gateway, per request, instead (render/caller_budgets.py)."""
+        return self.caller is None and self.tag is None
 
 
 def references_route(quota: Mapping[str, Any], route_name: str) -> bool:

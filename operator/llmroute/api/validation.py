@@ -48,7 +48,7 @@ MIRRORED_RULES: dict[str, dict[str, int]] = {
         "spec.proxy.env[]": 1,
         "spec.ollama": 1,
     },
-    "ModelQuota": {"spec.match": 1},
+    "ModelQuota": {"spec": 2, "spec.match": 1},
 }
 
 # Providers whose public APIs need a key; bedrock and vertex_ai may use the pod's cloud identity.
@@ -580,13 +580,28 @@ def _caller_rules(spec: dict[str, Any], model_names: set[Any]) -> Iterator[Valid
 
 
 def _quota_rules(quota: dict[str, Any]) -> Iterator[ValidationError]:
-    match = _mapping(quota.get("spec")).get("match")
+    # Imported here: llmroute.api.quota imports llmroute.api.route, which imports this module.
+    from llmroute.api.quota import (
+        REJECT,
+        SCOPE_MATCH_FIELDS,
+        SCOPED_ACTION_MESSAGE,
+        SCOPED_LIMITS_MESSAGE,
+        TARGET_MATCH_FIELDS,
+    )
+
+    spec = _mapping(quota.get("spec"))
+    match = spec.get("match")
     if isinstance(match, dict) and not any(
-        field in match for field in ("provider", "model", "modelName")
+        field in match for field in (*TARGET_MATCH_FIELDS, *SCOPE_MATCH_FIELDS)
     ):
         yield ValidationError(
-            "spec.match", "match needs at least one of provider, model and modelName"
+            "spec.match", "match needs at least one of provider, model, modelName, caller and tag"
         )
+    if isinstance(match, dict) and any(field in match for field in SCOPE_MATCH_FIELDS):
+        if spec.get("action") != REJECT:
+            yield ValidationError("spec", SCOPED_ACTION_MESSAGE)
+        if "rpm" in spec or "tpm" in spec:
+            yield ValidationError("spec", SCOPED_LIMITS_MESSAGE)
 
 
 _CEL_MIRRORS: dict[str, Callable[[dict[str, Any]], Iterator[ValidationError]]] = {

@@ -41,8 +41,9 @@ def validate(paths: tuple[str, ...], recursive: bool, check_litellm: bool) -> No
     \b
       LLMRoute/gateway: spec.models[0].fallbacks[0]: names no model of this route ("cheep")
 
-    A ModelQuota must reference an LLMRoute of the same files (and namespace) and match at
-    least one of its targets: give the route's file too, or a directory (-f DIR, -R).
+    A ModelQuota must reference an LLMRoute of the same files (and namespace), match at
+    least one of its targets, and name only callers and tasks the route declares (match.caller,
+    match.tag): give the route's file too, or a directory (-f DIR, -R).
 
     Exit status: 0 when every manifest is valid, 1 when any is not (or a file cannot be read
     as UTF-8 YAML), 2 for a usage error.
@@ -100,7 +101,7 @@ def manifest_problems(obj: Any, *, check_litellm: bool = False) -> list[str]:
 
 def quota_reference_problems(quota: Document, documents: Sequence[Document]) -> list[str]:
     """A valid ModelQuota's problems with the route it references, among `documents`."""
-    from ..api.quota import QuotaSpec, stored_route_targets
+    from ..api.quota import QuotaSpec, scope_problem, stored_route_scopes, stored_route_targets
 
     spec = QuotaSpec.from_quota(quota.body)
     namespace = _namespace_of(quota.body)
@@ -116,7 +117,8 @@ def quota_reference_problems(quota: Document, documents: Sequence[Document]) -> 
         ]
     if not any(spec.matches(t) for t in stored_route_targets(routes[0])):
         return [f"spec.match: matches no target of LLMRoute {json.dumps(spec.route)}"]
-    return []
+    undeclared = scope_problem(spec, *stored_route_scopes(routes[0]))
+    return [str(undeclared)] if undeclared is not None else []
 
 
 # A namespace's name is a DNS-1123 label.

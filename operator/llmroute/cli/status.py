@@ -79,8 +79,12 @@ def quota_status(quota: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
 
 
 def _quota_match(match: Mapping[str, Any]) -> str:
+    from ..api.quota import SCOPE_MATCH_FIELDS, TARGET_MATCH_FIELDS
+
     parts = [
-        f"{field}={match[field]}" for field in ("provider", "model", "modelName") if field in match
+        f"{field}={match[field]}"
+        for field in (*TARGET_MATCH_FIELDS, *SCOPE_MATCH_FIELDS)
+        if field in match
     ]
     return ",".join(parts) or "-"
 

@@ -12,7 +12,10 @@ policy file the operator renders (llmroute_auth.json):
   accepted as well). The models a request names are resolved the way LiteLLM resolves the
   model it serves: the URL's model wins over the body's (a body naming another model is
   refused with 400), and request-body fallbacks count as named models;
-- a model whose quota budget is exhausted with action reject answers 429;
+- a model whose quota budget is exhausted with action reject answers 429, and so does a
+  request of a caller or task whose own budget (a quota with match.caller / match.tag) is
+  exhausted, for the models that quota covers; the operator updates those budgets in the
+  policy file while the proxy runs;
 - a missing, wrong or revoked key answers 401, and so does the placeholder value that
   `llmroute render` once wrote into generated master-key Secrets.
 A caller's name becomes the key alias, team and user of its requests, so LiteLLM's metrics
@@ -108,6 +111,8 @@ CALLER_ENDPOINTS: Final[dict[str, str | None]] = {
     "/models/{model_id}": "model_id",
     "/v1/models/{model_id}": "model_id",
 }
+# The auth policy's list of exhausted caller and task budgets (render/caller_budgets.py).
+EXHAUSTED_BUDGETS_KEY: Final = "exhaustedBudgets"
 # Request-body fields LiteLLM's router reads fallback models from.
 FALLBACK_FIELDS: Final = ("fallbacks", "context_window_fallbacks")
 # Path parameters that name a model on endpoints outside CALLER_ENDPOINTS (master-key
@@ -316,6 +321,30 @@ class GatewayAuth:
         for model in models:
             if model in rejected:
                 raise GatewayAuthError(429, str(rejected[model]), "budget_exceeded")
+        check_exhausted_budgets(self.policy().get(EXHAUSTED_BUDGETS_KEY), identity, models, tags)
+
+
+def check_exhausted_budgets(
+    entries: object, identity: Identity, models: Iterable[str], tags: Iterable[str]
+) -> None:
+    """429 when an exhausted caller or task budget (policy "exhaustedBudgets", kept up to
+    date by the operator while the proxy runs) covers this request: its caller and task
+    match the entry's (an unset one matches any) and it names a model the entry lists."""
+    if not isinstance(entries, list):
+        return
+    named = set(models)
+    tasks = {t.removeprefix(TASK_TAG_PREFIX) for t in tags}
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        caller, tag = entry.get("caller"), entry.get("tag")
+        if caller is not None and (identity.is_master or caller != identity.name):
+            continue
+        if tag is not None and tag not in tasks:
+            continue
+        covered = entry.get("models")
+        if isinstance(covered, list) and named.intersection(str(m) for m in covered):
+            raise GatewayAuthError(429, str(entry.get("message")), "budget_exceeded")
 
 
 def _model_names(value: str) -> list[str]:

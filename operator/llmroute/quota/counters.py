@@ -33,6 +33,8 @@ from typing import Any, Final
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmroute.api.quota import ledger_key
+
 SPEND_METRIC: Final = "litellm_spend_metric"
 INPUT_TOKENS_METRIC: Final = "litellm_input_tokens_metric"
 OUTPUT_TOKENS_METRIC: Final = "litellm_output_tokens_metric"
@@ -155,17 +157,27 @@ _COUNT_FIELDS: Final = {
 }
 
 
-def usage_by_deployment(samples: Iterable[CounterSample]) -> dict[str, Usage]:
+def usage_by_deployment(
+    samples: Iterable[CounterSample], *, caller: str | None = None, tag: str | None = None
+) -> dict[str, Usage]:
     """Counter totals of one replica per deployment (model_id), all other labels summed over.
 
+    With `caller` or `tag`, only the series of that caller (label api_key_alias, which the
+    gateway sets to the declared caller's name) or of requests tagged with that task (label
+    tag_task_<tag> "true") count, each under its ledger key (llmroute.api.quota.ledger_key).
     Series are added in a fixed order, so the same exposition always gives the same floats
     (a ledger compares them with the last ones to find resets).
     """
     grouped: defaultdict[str, list[CounterSample]] = defaultdict(list)
     for sample in samples:
         deployment = sample.labels.get(MODEL_ID_LABEL)
-        if deployment:
-            grouped[deployment].append(sample)
+        if not deployment:
+            continue
+        if caller is not None and sample.labels.get(CALLER_LABEL) != caller:
+            continue
+        if tag is not None and sample.labels.get(f"{TASK_LABEL_PREFIX}{tag}") != "true":
+            continue
+        grouped[ledger_key(deployment, caller, tag)].append(sample)
     totals: dict[str, Usage] = {}
     for deployment, series in sorted(grouped.items()):
         usage = Usage()

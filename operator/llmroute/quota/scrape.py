@@ -71,12 +71,14 @@ class ReplicaMetrics:
     families: tuple[Metric, ...] | None
     error: str | None = None
 
-    def to_scrape(self) -> ReplicaScrape:
-        """The replica as the ledger sees it."""
+    def to_scrape(self, caller: str | None = None, tag: str | None = None) -> ReplicaScrape:
+        """The replica as the ledger of a quota sees it (scoped to `caller` / `tag` if set)."""
         deployments = None
         process_start = None
         if self.families is not None:
-            deployments = usage_by_deployment(counter_samples(self.families))
+            deployments = usage_by_deployment(
+                counter_samples(self.families), caller=caller, tag=tag
+            )
             process_start = process_start_seconds(self.families)
         return ReplicaScrape(
             uid=self.replica.uid,

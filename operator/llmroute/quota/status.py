@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +24,7 @@ from llmroute.api.quota import (
     QuotaSpecError,
     RouteTarget,
     matched_deployments,
+    scope_problem,
 )
 from llmroute.conditions import set_condition
 from llmroute.quota.ledger import (
@@ -35,6 +36,11 @@ from llmroute.quota.ledger import (
 )
 
 CONDITION_ORDER: Final = ("Ready", "Synced")
+# Ready=False reasons of a quota whose caller or tag the route does not declare.
+UNDECLARED_REASONS: Final = {
+    "spec.match.caller": "CallerNotDeclared",
+    "spec.match.tag": "TaskNotDeclared",
+}
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,23 @@ def transition_event(
     used = percent_used(spent_usd, spec.limit_usd)
     figures = f"{_money(spent_usd)} of {_money(spec.limit_usd)} ({used:g}%) spent this period"
     if state == OK:
-        effect = "the matched targets route normally"
+        effect = (
+            f"the gateway serves {_scope_text(spec)} again"
+            if spec.scoped
+            else "the matched targets route normally"
+        )
         event_type, reason = "Normal", "BudgetOk"
     elif state == SOFT_LIMITED:
-        effect = "the matched targets move behind the other targets of their model"
+        effect = (
+            f"{_scope_text(spec)} are still served; refused with 429 at the limit"
+            if spec.scoped
+            else "the matched targets move behind the other targets of their model"
+        )
         event_type, reason = "Warning", "SoftLimitReached"
         figures += f", soft limit {spec.soft_limit_percent}%"
+    elif spec.scoped:
+        effect = f"the gateway refuses {_scope_text(spec)} for the matched models with 429"
+        event_type, reason = "Warning", "BudgetExhausted"
     elif spec.action == REJECT:
         effect = "requests for models left without targets are rejected with 429"
         event_type, reason = "Warning", "BudgetExhausted"
@@ -104,6 +121,16 @@ def transition_event(
     else:
         message = f"{state}: {figures}; {effect}"
     return QuotaEvent(event_type, reason, message)
+
+
+def _scope_text(spec: QuotaSpec) -> str:
+    """Whose requests a scoped quota governs, for messages: "the requests of caller 'a'"."""
+    parts = []
+    if spec.caller is not None:
+        parts.append(f"caller {spec.caller!r}")
+    if spec.tag is not None:
+        parts.append(f"task {spec.tag!r}")
+    return "the requests of " + " for ".join(parts)
 
 
 EVENT_SOURCE: Final = "llmroute"
@@ -179,10 +206,13 @@ def next_status(
     scrapes: Sequence[ReplicaScrape],
     now: dt.datetime,
     errors: Mapping[str, str] | None = None,
+    scopes: tuple[Collection[str], Collection[str]] | None = None,
 ) -> SyncResult:
     """The status after one sync of `quota` at `now`.
 
     targets: the targets of the LLMRoute the quota references, None when it does not exist.
+    scopes: the route's declared callers and tasks (llmroute.api.quota.stored_route_scopes);
+        None: not checked.
     scrapes: every proxy replica of the route (answered or not).
     errors: why a replica did not answer, by pod UID (for the Synced condition).
     """
@@ -227,7 +257,18 @@ def next_status(
     else:
         synced, reason, message, answered = _scrape_summary(scrapes, errors or {})
         conditions = _set_condition(conditions, "Synced", synced, reason, message, generation, now)
-        if not matched:
+        undeclared = scope_problem(spec, *scopes) if scopes is not None else None
+        if undeclared is not None:
+            conditions = _set_condition(
+                conditions,
+                "Ready",
+                False,
+                UNDECLARED_REASONS[undeclared.field],
+                f"{undeclared}; nothing is counted or enforced",
+                generation,
+                now,
+            )
+        elif not matched:
             ready_reason = "NoMatchingTargets"
             ready_message = f"no target of LLMRoute {spec.route!r} matches; nothing is counted"
         elif spec.enforcement == SHADOW:
@@ -236,9 +277,10 @@ def next_status(
         else:
             ready_reason = "Enforced"
             ready_message = f"{len(matched)} target(s) counted and governed"
-        conditions = _set_condition(
-            conditions, "Ready", True, ready_reason, ready_message, generation, now
-        )
+        if undeclared is None:
+            conditions = _set_condition(
+                conditions, "Ready", True, ready_reason, ready_message, generation, now
+            )
 
     status = {
         **old,

@@ -20,7 +20,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmroute.api import GROUP, QUOTA_PLURAL, ROUTE_PLURAL, VERSION
-from llmroute.api.quota import QuotaSpec, QuotaSpecError, stored_route_targets
+from llmroute.api.quota import (
+    QuotaSpec,
+    QuotaSpecError,
+    stored_route_scopes,
+    stored_route_targets,
+)
 from llmroute.quota.scrape import Fetch, scrape_route
 from llmroute.quota.status import SyncResult, next_status, transition_event_object
 
@@ -86,15 +91,18 @@ def sync_quota(
     if quota is None or quota["metadata"].get("deletionTimestamp"):
         return None
     try:
-        route_name: str | None = QuotaSpec.from_quota(quota).route
+        spec: QuotaSpec | None = QuotaSpec.from_quota(quota)
     except QuotaSpecError:
-        route_name = None
+        spec = None
+    route_name = spec.route if spec is not None else None
     route = _get(api, namespace, ROUTE_PLURAL, route_name) if route_name else None
     metrics = scrape_route(api, namespace, route_name, fetch) if route is not None else []
+    caller, tag = (spec.caller, spec.tag) if spec is not None else (None, None)
     result = next_status(
         quota,
         targets=stored_route_targets(route) if route is not None else None,
-        scrapes=[m.to_scrape() for m in metrics],
+        scopes=stored_route_scopes(route) if route is not None else None,
+        scrapes=[m.to_scrape(caller, tag) for m in metrics],
         now=now,
         errors={m.replica.uid: m.error for m in metrics if m.error},
     )

@@ -20,6 +20,7 @@ from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
 from llmroute.payloads import GATEWAY_AUTH, QUOTA_ROUTING, STREAM_USAGE, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy, spec_auth_policy
+from llmroute.render.caller_budgets import LIVE_POLICY_KEY, render_exhausted_budgets
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
 from llmroute.render.litellm_config import limit_division, render_litellm_config
@@ -134,6 +135,9 @@ def render_route(
     mounts = key_mounts(parsed, master)
     policy = render_auth_policy(parsed, plan, mounts)
     layout = [[m.volume, m.directory, m.ref.name, m.ref.key] for m in mounts]
+    # Caller and task budgets change while the proxies run: in the file the hook re-reads,
+    # outside the hash (spec_auth_policy), so a budget running out restarts nothing.
+    policy[LIVE_POLICY_KEY] = render_exhausted_budgets(parsed, quotas)
     digest = config_hash(config, auth_policy=spec_auth_policy(policy), key_files=layout)
 
     config_map = render_config_map(

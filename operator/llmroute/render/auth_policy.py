@@ -5,8 +5,9 @@ rotated in its Secret reaches the pod without a restart and without a config cha
   <keys dir>/master/<key>           the route's master key
   <keys dir>/callers/<caller>/<key> each declared caller's key
 The policy (llmroute_auth.json, next to config.yaml) names those files and carries what the
-hook enforces besides the key: each caller's allowed models and tags, and the models that
-quotas reject.
+hook enforces besides the key: each caller's allowed models and tags, the models that
+quotas reject, and (rendered by render/caller_budgets.py, kept out of the config hash so that
+it changes without a restart) the exhausted budgets of callers and tasks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ KEYS_DIR: Final = "/etc/llmroute/keys"
 POLICY_FILE: Final = "llmroute_auth.json"
 # Keys of the policy that follow the quotas' states, not the spec: the hook re-reads them
 # live, and they stay out of the config hash (a quota changing state restarts no proxy).
-LIVE_POLICY_KEYS: Final = frozenset({"rejectedModels"})
+LIVE_POLICY_KEYS: Final = frozenset({"rejectedModels", "exhaustedBudgets"})
 
 
 @dataclass(frozen=True)

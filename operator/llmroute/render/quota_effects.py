@@ -14,7 +14,8 @@ of its model that no quota limits; at the limit (Exhausted) traffic stops reachi
   429 (the gateway's auth hook rejects it before routing) instead of moving its traffic to
   other models: the budget owner asked for no spend elsewhere.
 A model left without targets and without a fallback that has any also answers 429.
-Quotas in shadow mode change nothing here.
+Quotas in shadow mode, and quotas scoped to a caller or a task (the gateway enforces those
+per request: render/caller_budgets.py), change nothing here.
 
 LiteLLM tries a model's targets by `order` levels, lowest first, moving to the next level when
 a level fails; the levels it knows are those declared in the config. declared_order declares
@@ -80,7 +81,7 @@ def target_limits(
     up) so that together they never exceed it. Decided by the specs alone (a quota's state
     does not enter), so a quota changing state leaves the config as it is.
     """
-    enforced = [e for e in effects if e.enforced]
+    enforced = [e for e in effects if e.enforced and e.route_wide]
     matched_count = {
         id(e): sum(1 for m in route.models for t in m.targets if e.matches(m.name, t))
         for e in enforced
@@ -102,7 +103,7 @@ def target_limits(
 
 
 def plan_routing(route: Route, effects: Sequence[QuotaEffect]) -> RoutingPlan:
-    enforced = [e for e in effects if e.enforced]
+    enforced = [e for e in effects if e.enforced and e.route_wide]
     live: dict[str, tuple[PlannedTarget, ...]] = {}
     dead: dict[str, str | None] = {}  # model -> reject message, or None when it may fall back
     for model in route.models:
