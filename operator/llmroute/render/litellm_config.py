@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Route, Target
+from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Model, Route, Target
 from llmroute.render.credentials import LITELLM_MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.quota_effects import PlannedTarget, RoutingPlan
@@ -44,6 +44,10 @@ PROVIDER_PREFIX: Final = {
     # Any server that speaks the OpenAI API, at the target's apiBase.
     "openai-compatible": "openai",
 }
+# Prefixes of an embedding model's targets where they differ: LiteLLM 1.106.2 maps no
+# embedding provider for ollama_chat (litellm.embedding refuses it); ollama/ embeds through
+# Ollama's /api/embed.
+EMBEDDING_PROVIDER_PREFIX: Final = {**PROVIDER_PREFIX, "ollama": "ollama"}
 
 # Routing strategies that LiteLLM runs per model through router_settings.routing_groups.
 # priority and weighted are LiteLLM's default simple-shuffle, steered by `order` and `weight`.
@@ -110,13 +114,15 @@ def limit_division(route: Route, plan: RoutingPlan) -> LimitDivision:
 
 def _litellm_params(
     route: Route,
-    strategy: str,
+    model: Model,
     planned: PlannedTarget,
     envs: SecretEnvs,
     shares: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     target = planned.target
-    params: dict[str, Any] = {"model": f"{PROVIDER_PREFIX[target.provider]}/{target.model}"}
+    strategy = model.strategy
+    prefixes = EMBEDDING_PROVIDER_PREFIX if model.embeds else PROVIDER_PREFIX
+    params: dict[str, Any] = {"model": f"{prefixes[target.provider]}/{target.model}"}
     api_base = _api_base(route, target)
     if api_base is not None:
         params["api_base"] = api_base
@@ -160,11 +166,15 @@ def render_litellm_config(route: Route, plan: RoutingPlan, envs: SecretEnvs) -> 
     model_list: list[dict[str, Any]] = []
     for model in route.models:
         for planned in plan.live.get(model.name, ()):
+            model_info: dict[str, Any] = {"id": planned.target.deployment_id}
+            if model.embeds:
+                # LiteLLM's health checks embed instead of chatting with such a deployment.
+                model_info["mode"] = model.mode
             model_list.append(
                 {
                     "model_name": model.name,
-                    "litellm_params": _litellm_params(route, model.strategy, planned, envs, shares),
-                    "model_info": {"id": planned.target.deployment_id},
+                    "litellm_params": _litellm_params(route, model, planned, envs, shares),
+                    "model_info": model_info,
                 }
             )
 
