@@ -1,5 +1,5 @@
 """The shell commands that take a reader from nothing to a Ready route in a cluster, as the
-README and docs/quickstart.md write them.
+README's quick start and docs/install.md write them.
 
 One reading of the documents for the unit test that checks them against the examples and for
 the e2e test that runs them verbatim.
@@ -18,10 +18,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-QUICKSTART = REPO / "docs" / "quickstart.md"
+INSTALL = REPO / "docs" / "install.md"
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-# The quick start's path ends with the command that waits for the route to be Ready.
+# The install page's path ends with the command that waits for the route to be Ready.
 _READY_WAIT = re.compile(r"kubectl .*wait llmroute/\S+ --for=condition=Ready")
 
 
@@ -36,22 +36,22 @@ def _section(markdown: str, heading: str) -> str:
 
 
 def readme_cluster_script() -> str:
-    """The README's "In a cluster" block."""
-    (block,) = fenced_blocks(_section(README.read_text(), "## In a cluster"), "bash")
+    """The README's "Quick start" block."""
+    (block,) = fenced_blocks(_section(README.read_text(), "## Quick start"), "bash")
     return block
 
 
-def quickstart_cluster_script() -> str:
-    """docs/quickstart.md's blocks, in order, up to the one that waits for Ready."""
+def install_cluster_script() -> str:
+    """docs/install.md's blocks, in order, up to the one that waits for Ready."""
     blocks = []
-    for block in fenced_blocks(QUICKSTART.read_text(), "bash"):
+    for block in fenced_blocks(INSTALL.read_text(), "bash"):
         blocks.append(block)
         if _READY_WAIT.search(block):
             return "".join(blocks)
-    raise AssertionError("docs/quickstart.md never waits for the route to be Ready")
+    raise AssertionError("docs/install.md never waits for the route to be Ready")
 
 
-SCRIPTS = {"README.md": readme_cluster_script, "docs/quickstart.md": quickstart_cluster_script}
+SCRIPTS = {"README.md": readme_cluster_script, "docs/install.md": install_cluster_script}
 
 
 def commands(script: str) -> list[list[str]]:

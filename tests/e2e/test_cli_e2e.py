@@ -184,6 +184,41 @@ def test_status_table_explains_a_route_that_is_not_ready(cluster, api, namespace
     assert "LLMRoute 'nope' not found" in missing.stderr
 
 
+# -- validate --cluster ---------------------------------------------------------------------------
+
+
+def test_validate_reads_a_quota_route_from_the_cluster(cluster, api, namespace, tmp_path) -> None:
+    create(api, namespace, ROUTE_PLURAL, route_manifest("gateway"))
+    quotas = {
+        "governs.yaml": quota_manifest("governs", "gateway"),
+        "no-route.yaml": quota_manifest("no-route", "elsewhere"),
+        "no-match.yaml": changed(
+            quota_manifest("no-match", "gateway"), {"spec.match": {"provider": "anthropic"}}
+        ),
+    }
+    for file_name, quota in quotas.items():
+        quota["metadata"]["namespace"] = namespace
+        (tmp_path / file_name).write_text(yaml.safe_dump(quota))
+
+    def validate(file_name: str) -> Result:
+        return llmroute(cluster, "validate", "--cluster", "-f", str(tmp_path / file_name))
+
+    valid = validate("governs.yaml")
+    assert (valid.exit_code, valid.stdout, valid.stderr) == (0, "ModelQuota/governs: valid\n", "")
+    no_route = validate("no-route.yaml")
+    assert no_route.exit_code == 1
+    assert no_route.stderr == (
+        'ModelQuota/no-route: spec.routeRef.name: no LLMRoute "elsewhere" in namespace '
+        f'"{namespace}" in the given files or in the cluster\n'
+    )
+    no_match = validate("no-match.yaml")
+    assert no_match.exit_code == 1
+    assert no_match.stderr == (
+        'ModelQuota/no-match: spec.match: matches no target of LLMRoute "gateway" '
+        "(in the cluster)\n"
+    )
+
+
 # -- usage ----------------------------------------------------------------------------------------
 
 

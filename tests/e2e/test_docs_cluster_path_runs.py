@@ -1,4 +1,4 @@
-"""The cluster path of the README ("In a cluster") and of docs/quickstart.md (its blocks up to
+"""The cluster path of the README ("Quick start") and of docs/install.md (its blocks up to
 the wait for Ready), run verbatim against the local cluster until the route is Ready.
 
 Each document's commands run as written in one `bash -e -o pipefail`, from the repository's

@@ -376,7 +376,8 @@ def test_a_quota_must_reference_a_route_of_the_files(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == (
         'ModelQuota/gpt4-daily: spec.routeRef.name: no LLMRoute "gateway" in namespace '
-        '"default" in the given files (add its file with -f)\n'
+        '"default" in the given files (add its file with -f, or check the cluster with '
+        "--cluster)\n"
     )
     elsewhere = copy.deepcopy(ROUTE) | {"metadata": {"name": "gateway", "namespace": "prod"}}
     assert invoke("validate", "-f", write(tmp_path, elsewhere, QUOTA)).exit_code == 1
@@ -413,6 +414,91 @@ def test_a_quota_must_name_a_caller_and_task_its_route_declares(tmp_path: Path) 
     quota["spec"]["match"] = {"tag": "translate"}
     result = invoke("validate", "-f", write(tmp_path, route, quota))
     assert "spec.match.tag: names no task of LLMRoute 'gateway'" in result.stderr
+
+
+def live_routes(*routes: dict[str, Any], context_namespace: str = "team-a"):
+    """A LiveRoute over `routes` (as the cluster holds them), and the lookups it was asked."""
+    asked: list[tuple[str | None, str]] = []
+
+    def live_route(namespace: str | None, name: str):
+        asked.append((namespace, name))
+        namespace = namespace or context_namespace
+        found = [
+            r
+            for r in routes
+            if r["metadata"]["name"] == name and r["metadata"].get("namespace") == namespace
+        ]
+        return (found[0] if found else None), namespace
+
+    return live_route, asked
+
+
+def quota_document(quota: dict[str, Any]):
+    from llmroute.cli.manifests import Document
+
+    return Document("quota.yaml", 0, quota)
+
+
+def test_a_quota_route_missing_from_the_files_is_read_from_the_cluster() -> None:
+    from llmroute.cli.offline import quota_reference_problems
+
+    in_cluster = changed_route(name="gateway", namespace="team-a")
+    live_route, asked = live_routes(in_cluster)
+    quota = quota_document(QUOTA)
+    assert quota_reference_problems(quota, [quota], live_route) == []
+    # The context's namespace for a quota that names none, as kubectl apply would use.
+    assert asked == [(None, "gateway")]
+
+    elsewhere = quota_document(
+        copy.deepcopy(QUOTA) | {"metadata": {"name": "q", "namespace": "prod"}}
+    )
+    assert quota_reference_problems(elsewhere, [elsewhere], live_route) == [
+        'spec.routeRef.name: no LLMRoute "gateway" in namespace "prod" in the given files or '
+        "in the cluster"
+    ]
+    unmatched = copy.deepcopy(QUOTA)
+    unmatched["spec"]["match"] = {"provider": "anthropic"}
+    unmatched_document = quota_document(unmatched)
+    assert quota_reference_problems(unmatched_document, [unmatched_document], live_route) == [
+        'spec.match: matches no target of LLMRoute "gateway" (in the cluster)'
+    ]
+
+
+def test_a_route_in_the_files_is_not_looked_up_in_the_cluster() -> None:
+    from llmroute.cli.manifests import Document
+    from llmroute.cli.offline import quota_reference_problems
+
+    live_route, asked = live_routes()
+    quota = quota_document(QUOTA)
+    route = Document("route.yaml", 0, changed_route(name="gateway"))
+    assert quota_reference_problems(quota, [route, quota], live_route) == []
+    assert asked == []
+
+
+def changed_route(name: str, namespace: str | None = None) -> dict[str, Any]:
+    route = copy.deepcopy(ROUTE)
+    route["metadata"] = {"name": name} | ({"namespace": namespace} if namespace else {})
+    return route
+
+
+def test_validate_cluster_without_a_usable_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    result = invoke(
+        "validate", "--cluster", "--kubeconfig", str(kubeconfig), "-f", write(tmp_path, QUOTA)
+    )
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: no usable Kubernetes configuration")
+
+
+def test_validate_kubeconfig_without_cluster_is_a_usage_error(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    result = invoke("validate", "--kubeconfig", str(kubeconfig), "-f", write(tmp_path, QUOTA))
+    assert result.exit_code == 2
+    assert "--kubeconfig and --context go with --cluster" in result.stderr
 
 
 def test_render_refuses_an_invalid_namespace() -> None:

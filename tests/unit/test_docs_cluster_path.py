@@ -1,4 +1,4 @@
-"""The README's and the quick start's cluster path agree with the examples they apply: every
+"""The README's quick start and docs/install.md agree with the examples they apply: every
 Secret and key a route references is created by the same commands, and the commands wait for
 the route to be Ready. tests/e2e/test_docs_cluster_path_runs.py runs the same commands."""
 

@@ -351,6 +351,75 @@ def test_ollama_targets_use_the_managed_service_or_the_external_url() -> None:
     assert params["api_base"] == "http://ollama.lan:11434"
 
 
+def embedding_route() -> dict[str, Any]:
+    route, _, _ = load_case("priority-chain")
+    route = copy.deepcopy(route)
+    route["spec"]["models"] = [
+        {
+            "name": "embed",
+            "mode": "embedding",
+            "targets": [
+                {"provider": "ollama", "model": "nomic-embed-text"},
+                {
+                    "provider": "openai",
+                    "model": "text-embedding-3-small",
+                    "apiKeySecretRef": {"name": "provider-keys", "key": "openai"},
+                    "pricing": {"inputPerMillionUSD": 0.02, "outputPerMillionUSD": 0},
+                },
+            ],
+        }
+    ]
+    return route
+
+
+def test_an_embedding_model_renders_targets_litellm_embeds_with() -> None:
+    """LiteLLM 1.106.2 embeds through `ollama/` (its /api/embed) but maps no embedding
+    provider for `ollama_chat/`, the prefix chat targets use; model_info.mode tells its
+    health checks to embed rather than chat."""
+    deployments = render_manifest(embedding_route()).config["model_list"]
+    assert [d["litellm_params"]["model"] for d in deployments] == [
+        "ollama/nomic-embed-text",
+        "openai/text-embedding-3-small",
+    ]
+    assert [d["model_info"]["mode"] for d in deployments] == ["embedding", "embedding"]
+    # Priced by input tokens, like chat.
+    assert deployments[1]["litellm_params"]["input_cost_per_token"] == pytest.approx(2e-8)
+
+
+def test_litellm_maps_an_embedding_provider_for_each_rendered_embedding_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price map download
+    import litellm
+
+    for deployment in render_manifest(embedding_route()).config["model_list"]:
+        params = deployment["litellm_params"]
+        # Nothing listens on port 9: a mapped provider fails to connect, an unmapped one is
+        # refused before any connection.
+        with pytest.raises(Exception) as error:
+            litellm.embedding(
+                model=params["model"], input=["hi"], api_base="http://127.0.0.1:9", api_key="x"
+            )
+        assert "Unmapped LLM provider" not in str(error.value), params["model"]
+
+
+def test_chat_models_keep_the_chat_prefix_and_no_mode() -> None:
+    route, _, _ = load_case("priority-chain")
+    deployments = render_manifest(route).config["model_list"]
+    assert deployments[-1]["litellm_params"]["model"] == "ollama_chat/llama3.2"
+    assert all("mode" not in d["model_info"] for d in deployments)
+
+
+def test_a_model_falls_back_only_to_models_of_its_mode() -> None:
+    route = embedding_route()
+    route["spec"]["models"].append(
+        {"name": "chat", "targets": [{"provider": "ollama", "model": "llama3.2"}]}
+    )
+    route["spec"]["models"][0]["fallbacks"] = ["chat"]
+    with pytest.raises(SpecError, match=r"spec\.models\[0\]\.fallbacks\[0\]"):
+        render_manifest(route)
+
+
 def test_targets_sharing_a_key_share_one_env_var() -> None:
     rendered = render_case("cost-pricing")
     keys = [

@@ -26,6 +26,8 @@ from llmroute.api.schema import schema_default, schema_enum
 # The enums of the CRD schema, read from it.
 PROVIDERS: Final = frozenset(schema_enum("LLMRoute", "spec.models[].targets[].provider"))
 STRATEGIES: Final = frozenset(schema_enum("LLMRoute", "spec.models[].strategy"))
+MODES: Final = frozenset(schema_enum("LLMRoute", "spec.models[].mode"))
+EMBEDDING_MODE: Final = "embedding"
 FALLBACK_ON: Final = frozenset(schema_enum("LLMRoute", "spec.router.fallbackOn[]"))
 LOG_LEVELS: Final = frozenset(schema_enum("LLMRoute", "spec.proxy.logLevel"))
 # LiteLLM has one switch for upstream failures (router_settings.fallbacks): errors, rate limits
@@ -182,6 +184,11 @@ class Model:
     strategy: str
     targets: tuple[Target, ...]
     fallbacks: tuple[str, ...]
+    mode: str  # spec.models[].mode: chat, or embedding (/v1/embeddings)
+
+    @property
+    def embeds(self) -> bool:
+        return self.mode == EMBEDDING_MODE
 
 
 @dataclass(frozen=True)
@@ -486,11 +493,24 @@ def _models(raw: object) -> tuple[Model, ...]:
             dataclasses.replace(t, deployment_id=d) for t, d in zip(parsed, ids, strict=True)
         )
         fallbacks = _names(spec.get("fallbacks"), f"{path}.fallbacks") or ()
-        models.append(Model(i, name, strategy, targets, fallbacks))
+        mode = _str(spec.get("mode"), f"{path}.mode") or _default("spec.models[].mode")
+        if mode not in MODES:
+            raise SpecError(f"{path}.mode", f"unknown mode {mode!r}")
+        models.append(Model(i, name, strategy, targets, fallbacks, mode))
     names = [m.name for m in models]
     for m in models:
         if m.name in names[: m.index]:
             raise SpecError(f"spec.models[{m.index}].name", f"model {m.name!r} is declared twice")
+    # A request keeps its endpoint when it falls back: an embedding request cannot be served
+    # by a chat model, nor a chat request by an embedding model.
+    modes = {m.name: m.mode for m in models}
+    for m in models:
+        for j, fallback in enumerate(m.fallbacks):
+            if fallback in modes and modes[fallback] != m.mode:
+                raise SpecError(
+                    f"spec.models[{m.index}].fallbacks[{j}]",
+                    f"model {fallback!r} serves {modes[fallback]}, not {m.mode}",
+                )
     for m in models:
         _refuse(validation.fallback_errors(f"spec.models[{m.index}]", m.name, m.fallbacks, names))
     return tuple(models)

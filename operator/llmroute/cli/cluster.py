@@ -136,8 +136,8 @@ def list_objects(api: Any, plural: str, namespace: str | None) -> list[dict[str,
     return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
 
-def route_missing(api: Any, namespace: str, name: str) -> bool:
-    """Whether the API server answers 404 for the LLMRoute; other failures are errors."""
+def read_route(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The LLMRoute, or None when the API server answers 404; other failures are errors."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -145,11 +145,15 @@ def route_missing(api: Any, namespace: str, name: str) -> bool:
 
     with api_errors(f"reading LLMRoute {namespace}/{name}"):
         try:
-            client.CustomObjectsApi(api).get_namespaced_custom_object(
+            return client.CustomObjectsApi(api).get_namespaced_custom_object(
                 GROUP, VERSION, namespace, ROUTE_PLURAL, name
             )
         except ApiException as error:
             if error.status == 404:
-                return True
+                return None
             raise
-    return False
+
+
+def route_missing(api: Any, namespace: str, name: str) -> bool:
+    """Whether the API server answers 404 for the LLMRoute; other failures are errors."""
+    return read_route(api, namespace, name) is None

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,8 +30,31 @@ if TYPE_CHECKING:
     help="Also load each route's rendered config with the pinned litellm release, as the "
     "operator does before it applies anything (takes a few seconds: it imports litellm).",
 )
-def validate(paths: tuple[str, ...], recursive: bool, check_litellm: bool) -> None:
-    """Check LLMRoute and ModelQuota manifests without a cluster.
+@click.option(
+    "--cluster",
+    "use_cluster",
+    is_flag=True,
+    help="Look up a ModelQuota's route in the cluster (read-only) when the given files do not "
+    "hold it. A quota without a namespace is looked up in the kubeconfig context's namespace, "
+    "where kubectl apply would create it.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config).",
+)
+@click.option(
+    "--context", help="With --cluster: the kubeconfig context (default: the current one)."
+)
+def validate(
+    paths: tuple[str, ...],
+    recursive: bool,
+    check_litellm: bool,
+    use_cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """Check LLMRoute and ModelQuota manifests, without a cluster unless --cluster.
 
     Each manifest is checked against the CRD schema with its defaults applied (types, enums,
     patterns, required and unknown fields), the CRD's cross-field rules, and, for an
@@ -43,19 +66,23 @@ def validate(paths: tuple[str, ...], recursive: bool, check_litellm: bool) -> No
 
     A ModelQuota must reference an LLMRoute of the same files (and namespace), match at
     least one of its targets, and name only callers and tasks the route declares (match.caller,
-    match.tag): give the route's file too, or a directory (-f DIR, -R).
+    match.tag): give the route's file too, or a directory (-f DIR, -R), or --cluster to read a
+    route the files do not hold from the cluster.
 
     Exit status: 0 when every manifest is valid, 1 when any is not (or a file cannot be read
-    as UTF-8 YAML), 2 for a usage error.
+    as UTF-8 YAML, or --cluster cannot read the cluster), 2 for a usage error.
     """
+    if not use_cluster and (kubeconfig or context):
+        raise click.UsageError("--kubeconfig and --context go with --cluster")
     documents = load_documents(paths, recursive)
     several = from_several_files(documents)
+    live_route = _cluster_routes(kubeconfig, context) if use_cluster else None
     failed = False
     for document in documents:
         with _quiet_litellm(check_litellm):
             problems = manifest_problems(document.body, check_litellm=check_litellm)
         if not problems and document.kind == "ModelQuota":
-            problems = quota_reference_problems(document, documents)
+            problems = quota_reference_problems(document, documents, live_route)
         for problem in problems:
             click.echo(f"{document.label(several)}: {problem}", err=True)
         if not problems:
@@ -99,8 +126,16 @@ def manifest_problems(obj: Any, *, check_litellm: bool = False) -> list[str]:
     return []
 
 
-def quota_reference_problems(quota: Document, documents: Sequence[Document]) -> list[str]:
-    """A valid ModelQuota's problems with the route it references, among `documents`."""
+# Reads an LLMRoute from the cluster: (namespace or None for the context's, name) -> the
+# route, or None when the cluster has none; and the namespace it looked in.
+LiveRoute = Callable[[str | None, str], tuple[Mapping[str, Any] | None, str]]
+
+
+def quota_reference_problems(
+    quota: Document, documents: Sequence[Document], live_route: LiveRoute | None = None
+) -> list[str]:
+    """A valid ModelQuota's problems with the route it references: among `documents`, else
+    (when given) from `live_route`, the cluster."""
     from ..api.quota import QuotaSpec, scope_problem, stored_route_scopes, stored_route_targets
 
     spec = QuotaSpec.from_quota(quota.body)
@@ -110,15 +145,37 @@ def quota_reference_problems(quota: Document, documents: Sequence[Document]) -> 
         for d in documents
         if d.kind == "LLMRoute" and d.name == spec.route and _namespace_of(d.body) == namespace
     ]
-    if not routes:
+    route = routes[0] if routes else None
+    where = "in the given files (add its file with -f, or check the cluster with --cluster)"
+    if route is None and live_route is not None:
+        explicit = (quota.body.get("metadata") or {}).get("namespace")
+        route, namespace = live_route(explicit, spec.route)
+        where = "in the given files or in the cluster"
+        if route is not None:
+            where = "in the cluster"
+    if route is None:
         return [
             f"spec.routeRef.name: no LLMRoute {json.dumps(spec.route)} in namespace "
-            f"{json.dumps(namespace or 'default')} in the given files (add its file with -f)"
+            f"{json.dumps(namespace or 'default')} {where}"
         ]
-    if not any(spec.matches(t) for t in stored_route_targets(routes[0])):
-        return [f"spec.match: matches no target of LLMRoute {json.dumps(spec.route)}"]
-    undeclared = scope_problem(spec, *stored_route_scopes(routes[0]))
-    return [str(undeclared)] if undeclared is not None else []
+    source = " (in the cluster)" if not routes else ""
+    if not any(spec.matches(t) for t in stored_route_targets(route)):
+        return [f"spec.match: matches no target of LLMRoute {json.dumps(spec.route)}{source}"]
+    undeclared = scope_problem(spec, *stored_route_scopes(route))
+    return [f"{undeclared}{source}"] if undeclared is not None else []
+
+
+def _cluster_routes(kubeconfig: str | None, context: str | None) -> LiveRoute:
+    """Reads LLMRoutes from the cluster of the kubeconfig; API failures are one-line errors."""
+    from .cluster import connect, read_route
+
+    cluster = connect(kubeconfig, context)
+
+    def live_route(namespace: str | None, name: str) -> tuple[Mapping[str, Any] | None, str]:
+        namespace = namespace or cluster.namespace
+        return read_route(cluster.api, namespace, name), namespace
+
+    return live_route
 
 
 # A namespace's name is a DNS-1123 label.

@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llmroute import reasons
 from llmroute.api.periods import format_time
 from llmroute.api.quota import (
     ENFORCE,
@@ -38,8 +39,8 @@ from llmroute.quota.ledger import (
 CONDITION_ORDER: Final = ("Ready", "Synced")
 # Ready=False reasons of a quota whose caller or tag the route does not declare.
 UNDECLARED_REASONS: Final = {
-    "spec.match.caller": "CallerNotDeclared",
-    "spec.match.tag": "TaskNotDeclared",
+    "spec.match.caller": reasons.CALLER_NOT_DECLARED,
+    "spec.match.tag": reasons.TASK_NOT_DECLARED,
 }
 
 
@@ -191,12 +192,12 @@ def _scrape_summary(
     answered = sum(1 for s in scrapes if s.deployments is not None)
     silent = [s for s in scrapes if s.deployments is None]
     if not scrapes:
-        return False, "NoProxyReplicas", "the route has no proxy replica to read", 0
+        return False, reasons.NO_PROXY_REPLICAS, "the route has no proxy replica to read", 0
     if silent:
         details = "; ".join(f"{s.pod}: {errors.get(s.uid, 'no answer')}" for s in silent[:3])
         message = f"{len(silent)} of {len(scrapes)} proxy replicas did not answer ({details})"
-        return False, "ScrapeFailed", message, answered
-    return True, "Synced", f"read {len(scrapes)} proxy replica(s)", answered
+        return False, reasons.SCRAPE_FAILED, message, answered
+    return True, reasons.SYNCED, f"read {len(scrapes)} proxy replica(s)", answered
 
 
 def next_status(
@@ -225,7 +226,7 @@ def next_status(
         spec = QuotaSpec.from_quota(quota)
     except QuotaSpecError as error:
         conditions = _set_condition(
-            conditions, "Ready", False, "InvalidSpec", str(error), generation, now
+            conditions, "Ready", False, reasons.INVALID_SPEC, str(error), generation, now
         )
         status = {**old, "observedGeneration": generation, "conditions": conditions}
         return SyncResult(
@@ -248,10 +249,10 @@ def next_status(
     if targets is None:
         message = f"LLMRoute {spec.route!r} not found in this namespace"
         conditions = _set_condition(
-            conditions, "Ready", False, "RouteNotFound", message, generation, now
+            conditions, "Ready", False, reasons.ROUTE_NOT_FOUND, message, generation, now
         )
         conditions = _set_condition(
-            conditions, "Synced", False, "RouteNotFound", message, generation, now
+            conditions, "Synced", False, reasons.ROUTE_NOT_FOUND, message, generation, now
         )
         answered = 0
     else:
@@ -269,13 +270,13 @@ def next_status(
                 now,
             )
         elif not matched:
-            ready_reason = "NoMatchingTargets"
+            ready_reason = reasons.NO_MATCHING_TARGETS
             ready_message = f"no target of LLMRoute {spec.route!r} matches; nothing is counted"
         elif spec.enforcement == SHADOW:
-            ready_reason = "Shadow"
+            ready_reason = reasons.SHADOW
             ready_message = f"{len(matched)} target(s) counted; shadow mode, routing unchanged"
         else:
-            ready_reason = "Enforced"
+            ready_reason = reasons.ENFORCED
             ready_message = f"{len(matched)} target(s) counted and governed"
         if undeclared is None:
             conditions = _set_condition(

@@ -49,6 +49,10 @@ PROVIDER_PREFIX: Final = {
     # Any server that speaks the OpenAI API, at the target's apiBase.
     "openai-compatible": "openai",
 }
+# Prefixes of an embedding model's targets where they differ: LiteLLM 1.106.2 maps no
+# embedding provider for ollama_chat (litellm.embedding refuses it); ollama/ embeds through
+# Ollama's /api/embed.
+EMBEDDING_PROVIDER_PREFIX: Final = {**PROVIDER_PREFIX, "ollama": "ollama"}
 
 # Routing strategies that LiteLLM runs per model through router_settings.routing_groups.
 # priority and weighted are LiteLLM's default simple-shuffle, steered by `order` and `weight`.
@@ -120,7 +124,8 @@ def _litellm_params(
     shares: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     strategy = model.strategy
-    params: dict[str, Any] = {"model": f"{PROVIDER_PREFIX[target.provider]}/{target.model}"}
+    prefixes = EMBEDDING_PROVIDER_PREFIX if model.embeds else PROVIDER_PREFIX
+    params: dict[str, Any] = {"model": f"{prefixes[target.provider]}/{target.model}"}
     api_base = _api_base(route, target)
     if api_base is not None:
         params["api_base"] = api_base
@@ -167,15 +172,20 @@ def render_litellm_config(route: Route, limits: TargetLimits, envs: SecretEnvs) 
     pods, stay as they are when a quota changes state.
     """
     shares = {(s.deployment, s.kind): s.per_process for s in limit_division(route, limits).shares}
-    model_list: list[dict[str, Any]] = [
-        {
-            "model_name": model.name,
-            "litellm_params": _litellm_params(route, model, target, envs, shares),
-            "model_info": {"id": target.deployment_id},
-        }
-        for model in route.models
-        for target in model.targets
-    ]
+    model_list: list[dict[str, Any]] = []
+    for model in route.models:
+        for target in model.targets:
+            model_info: dict[str, Any] = {"id": target.deployment_id}
+            if model.embeds:
+                # LiteLLM's health checks embed instead of chatting with such a deployment.
+                model_info["mode"] = model.mode
+            model_list.append(
+                {
+                    "model_name": model.name,
+                    "litellm_params": _litellm_params(route, model, target, envs, shares),
+                    "model_info": model_info,
+                }
+            )
 
     extra = route.proxy.litellm
     litellm_settings = _litellm_settings(route, envs)

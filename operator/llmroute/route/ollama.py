@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from kubernetes import client
 
-from llmroute import kube
+from llmroute import kube, reasons
 from llmroute.api.pod_fields import parse_quantity
 from llmroute.api.route import Route
 from llmroute.conditions import set_condition
@@ -135,20 +135,24 @@ class OllamaState:
 def statefulset_readiness(statefulset: Mapping[str, Any] | None) -> tuple[bool | None, str, str]:
     """(status, reason, message) of OllamaReady from the StatefulSet alone."""
     if statefulset is None:
-        return False, "NoStatefulSet", "the Ollama StatefulSet does not exist"
+        return False, reasons.NO_STATEFULSET, "the Ollama StatefulSet does not exist"
     meta = statefulset.get("metadata") or {}
     spec = statefulset.get("spec") or {}
     status = statefulset.get("status") or {}
     wanted = spec.get("replicas", 1)
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
-        return None, "Progressing", "the StatefulSet controller has not seen the latest spec yet"
+        return (
+            None,
+            reasons.PROGRESSING,
+            "the StatefulSet controller has not seen the latest spec yet",
+        )
     ready = status.get("readyReplicas", 0)
     updated = status.get("updatedReplicas", 0)
     if ready >= wanted and updated >= wanted:
-        return True, "Ready", f"{ready}/{wanted} Ollama pods ready with every declared model"
+        return True, reasons.READY, f"{ready}/{wanted} Ollama pods ready with every declared model"
     return (
         False,
-        "NotReady",
+        reasons.NOT_READY,
         f"{ready}/{wanted} Ollama pods ready: starting, or pulling the declared models",
     )
 
@@ -195,25 +199,29 @@ def ollama_state(
     missing = [p["name"] for p in presence if p["present"] == "False"]
     if not managed:
         if unreachable is not None:
-            return OllamaState(None, "Unreachable", f"the external Ollama: {unreachable}", presence)
+            return OllamaState(
+                None, reasons.UNREACHABLE, f"the external Ollama: {unreachable}", presence
+            )
         if missing:
             return OllamaState(
                 False,
-                "ModelMissing",
+                reasons.MODEL_MISSING,
                 f"the external Ollama does not hold {', '.join(missing)}",
                 presence,
             )
-        return OllamaState(True, "Reachable", "the external Ollama holds every model", presence)
+        return OllamaState(
+            True, reasons.REACHABLE, "the external Ollama holds every model", presence
+        )
     status, reason, message = statefulset_readiness(statefulset)
     if status is not True:
         problems = [p for p in (pod_problem(pod) for pod in pods) if p]
         if problems:
-            return OllamaState(False, "PodFailing", "; ".join(problems), presence)
+            return OllamaState(False, reasons.POD_FAILING, "; ".join(problems), presence)
         return OllamaState(status, reason, message, presence)
     if missing:
         return OllamaState(
             False,
-            "ModelMissing",
+            reasons.MODEL_MISSING,
             f"not on the Ollama volume: {', '.join(missing)} "
             "(every model an ollama target uses belongs in spec.ollama.models)",
             presence,

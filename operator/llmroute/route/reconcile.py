@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llmroute import kube, state
+from llmroute import kube, reasons, state
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
 from llmroute.api.api_base_policy import api_base_errors
 from llmroute.api.route import Route, SpecError, parse_route
@@ -32,7 +32,6 @@ from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
 from llmroute.route.status import (
-    APPLY_FAILED,
     Refusal,
     applied_condition,
     limits_condition,
@@ -98,20 +97,26 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     if errors:
         message = "; ".join(str(e) for e in errors[:5])
         refuse(
-            "ConfigValid", "InvalidSpec", message, kopf.PermanentError(f"invalid spec: {message}")
+            "ConfigValid",
+            reasons.INVALID_SPEC,
+            message,
+            kopf.PermanentError(f"invalid spec: {message}"),
         )
     try:
         parsed = parse_route(route)
     except SpecError as error:
         refuse(
-            "ConfigValid", "InvalidSpec", str(error), kopf.PermanentError(f"invalid spec: {error}")
+            "ConfigValid",
+            reasons.INVALID_SPEC,
+            str(error),
+            kopf.PermanentError(f"invalid spec: {error}"),
         )
     refused_bases = api_base_errors(parsed, state.api_base_policy())
     if refused_bases:
         message = "; ".join(str(e) for e in refused_bases)
         refuse(
             "ConfigValid",
-            "ApiBaseNotAllowed",
+            reasons.API_BASE_NOT_ALLOWED,
             message,
             kopf.PermanentError(f"apiBase not allowed: {message}"),
         )
@@ -126,7 +131,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         message = "; ".join(problems[:5])
         refuse(
             "ConfigValid",
-            "LiteLLMRejected",
+            reasons.LITELLM_REJECTED,
             message,
             kopf.PermanentError(f"litellm rejects the rendered config: {message}"),
         )
@@ -134,7 +139,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         conditions,
         "ConfigValid",
         True,
-        "Valid",
+        reasons.VALID,
         "the spec renders a valid LiteLLM config",
         generation,
     )
@@ -147,7 +152,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         message = "; ".join(missing)
         refuse(
             "SecretsResolved",
-            "SecretNotFound",
+            reasons.SECRET_NOT_FOUND,
             message,
             kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY),
         )
@@ -155,7 +160,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         conditions,
         "SecretsResolved",
         True,
-        "Found",
+        reasons.FOUND,
         "every referenced Secret key exists",
         generation,
     )
@@ -166,7 +171,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         message = "; ".join(claimed)
         refuse(
             "ConfigValid",
-            "ChildNameTaken",
+            reasons.CHILD_NAME_TAKEN,
             message,
             kopf.TemporaryError(message, delay=SECRET_RETRY_DELAY),
         )
@@ -203,7 +208,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
         # applied stays, the status says which object failed, kopf retries after a while.
         message = str(refused.refusal)
         retry = kopf.TemporaryError(message, delay=APPLY_RETRY_DELAY)
-        refuse("Applied", APPLY_FAILED, message, retry)
+        refuse("Applied", reasons.APPLY_FAILED, message, retry)
     refusals = _prune_optional_children(api, route, rendered, optional_children)
     conditions = applied_condition(conditions, refusals, generation)
     conditions = proxy_condition(conditions, deployment, generation)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llmroute import reasons
 from llmroute.api.route import SecretReference
 from llmroute.conditions import condition_status, ordered, set_condition
 from llmroute.render.sizing import LimitDivision
@@ -38,10 +39,6 @@ LIMITS_LISTED: Final = 5
 # object invalid (422) or malformed (400). Anything else (403 Forbidden from RBAC, a quota, a
 # conflict, a server error) may heal without one.
 SPEC_REFUSAL_CODES: Final = frozenset({400, 422})
-
-# Ready's reason and message when an apply or prune failed: the object and the API's message
-# belong where `kubectl get` shows them, not behind a generic AppliedNotTrue.
-APPLY_FAILED: Final = "ApplyFailed"
 
 
 @dataclass(frozen=True)
@@ -74,8 +71,8 @@ def refusal_condition(refusals: Sequence[Refusal]) -> tuple[str, str, str]:
     """
     of_the_spec = [r for r in refusals if r.refuses_the_spec]
     if of_the_spec:
-        return "ConfigValid", "RejectedByAPIServer", "; ".join(map(str, of_the_spec))
-    return "Applied", APPLY_FAILED, "; ".join(map(str, refusals))
+        return "ConfigValid", reasons.REJECTED_BY_API_SERVER, "; ".join(map(str, of_the_spec))
+    return "Applied", reasons.APPLY_FAILED, "; ".join(map(str, refusals))
 
 
 def applied_condition(
@@ -84,13 +81,18 @@ def applied_condition(
     """Applied: True once every object is applied and every unwanted child pruned."""
     if refusals:
         return set_condition(
-            conditions, "Applied", False, APPLY_FAILED, "; ".join(map(str, refusals)), generation
+            conditions,
+            "Applied",
+            False,
+            reasons.APPLY_FAILED,
+            "; ".join(map(str, refusals)),
+            generation,
         )
     return set_condition(
         conditions,
         "Applied",
         True,
-        "Applied",
+        reasons.APPLIED,
         "every child object is applied and the unwanted ones deleted",
         generation,
     )
@@ -102,7 +104,12 @@ def proxy_condition(
     """ProxyAvailable from the proxy Deployment (as applied, or as an event brought it)."""
     if deployment is None:
         return set_condition(
-            conditions, "ProxyAvailable", False, "NoDeployment", "no proxy Deployment", generation
+            conditions,
+            "ProxyAvailable",
+            False,
+            reasons.NO_DEPLOYMENT,
+            "no proxy Deployment",
+            generation,
         )
     status = deployment.get("status") or {}
     available = next(
@@ -113,7 +120,7 @@ def proxy_condition(
             conditions,
             "ProxyAvailable",
             None,
-            "Pending",
+            reasons.PENDING,
             "the proxy Deployment reports no availability yet",
             generation,
         )
@@ -125,7 +132,7 @@ def proxy_condition(
         conditions,
         "ProxyAvailable",
         available.get("status") == "True",
-        available.get("reason") or "Unknown",
+        available.get("reason") or reasons.UNKNOWN,
         f"{ready}/{wanted} proxy replicas ready",
         generation,
     )
@@ -140,7 +147,7 @@ def operator_access_condition(
             conditions,
             "OperatorAccess",
             True,
-            "OperatorNamespace",
+            reasons.OPERATOR_NAMESPACE,
             f"the NetworkPolicies admit operator pods from namespace {operator_namespace} only",
             generation,
         )
@@ -148,7 +155,7 @@ def operator_access_condition(
         conditions,
         "OperatorAccess",
         False,
-        "OperatorNamespaceUnknown",
+        reasons.OPERATOR_NAMESPACE_UNKNOWN,
         "the operator's namespace is unknown (POD_NAMESPACE unset), so the NetworkPolicies "
         "admit no operator pod: quota spend cannot be scraped and status.ollama not read from "
         "a pod; the gateway serves as usual",
@@ -173,7 +180,7 @@ def limits_condition(
             conditions,
             "LimitsExact",
             True,
-            "NoLimits",
+            reasons.NO_LIMITS,
             "no target has an rpm/tpm limit",
             generation,
         )
@@ -187,7 +194,7 @@ def limits_condition(
             conditions,
             "LimitsExact",
             True,
-            "Shared" if processes.shared else "SingleProcess",
+            reasons.SHARED if processes.shared else reasons.SINGLE_PROCESS,
             f"rpm/tpm limits hold for the whole gateway: {how}",
             generation,
         )
@@ -213,7 +220,7 @@ def limits_condition(
         conditions,
         "LimitsExact",
         False,
-        "DividedAcrossProcesses",
+        reasons.DIVIDED_ACROSS_PROCESSES,
         "without spec.router.redis each LiteLLM process counts rpm/tpm on its own; limits "
         f"are divided over {running}: {'; '.join(details)}. A process refuses at its share "
         "even while others have room, so under uneven load fewer requests than the limit pass",
@@ -231,7 +238,9 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
                 conditions,
                 "Ready",
                 False,
-                applied.get("reason") or APPLY_FAILED,
+                # The object and the API's message belong where `kubectl get` shows them,
+                # not behind a generic AppliedNotTrue.
+                applied.get("reason") or reasons.APPLY_FAILED,
                 applied.get("message") or "",
                 generation,
             ),
@@ -243,7 +252,7 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
                 conditions,
                 "Ready",
                 False,
-                f"{failing[0]}NotTrue",
+                reasons.NOT_TRUE[failing[0]],
                 f"{', '.join(failing)} not True",
                 generation,
             ),
@@ -252,12 +261,12 @@ def with_ready(conditions: list[dict], generation: int | None) -> list[dict]:
     if condition_status(conditions, "ProxyAvailable") is None:
         return ordered(
             set_condition(
-                conditions, "Ready", False, "Pending", "waiting for the proxy", generation
+                conditions, "Ready", False, reasons.PENDING, "waiting for the proxy", generation
             ),
             CONDITION_ORDER,
         )
     return ordered(
-        set_condition(conditions, "Ready", True, "Ready", "the gateway serves", generation),
+        set_condition(conditions, "Ready", True, reasons.READY, "the gateway serves", generation),
         CONDITION_ORDER,
     )
 
