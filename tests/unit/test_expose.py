@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from docs_blocks import fenced_blocks
 from llmroute.api.route import SpecError, parse_route
 from llmroute.api.validation import validate
 from llmroute.render import render_route
@@ -239,3 +242,19 @@ def test_exposed_condition() -> None:
 
     # Without spec.expose the condition goes away.
     assert condition_of(exposed_condition(missing, parse_route(BASE), None, 4), "Exposed") is None
+
+
+def test_the_examples_of_docs_expose_validate_and_render_as_shown() -> None:
+    markdown = (Path(__file__).parents[2] / "docs" / "expose.md").read_text()
+    blocks = [yaml.safe_load(b) for b in fenced_blocks(markdown, "yaml")]
+    exposures = [b["spec"]["expose"] for b in blocks if "expose" in b.get("spec", {})]
+    assert len(exposures) == 2
+    for expose in exposures:
+        assert errors(expose) == []
+    [example_route] = [b for b in blocks if b.get("kind") == "LLMRoute"]
+    route = route_with(example_route["spec"]["expose"])
+    route["metadata"] = example_route["metadata"]
+    [shown] = [b for b in blocks if b.get("kind") == "HTTPRoute"]
+    rendered = render_exposure(parse_route(route))
+    assert rendered["spec"] == shown["spec"]
+    assert rendered["metadata"]["name"] == shown["metadata"]["name"]
