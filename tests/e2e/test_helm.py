@@ -336,7 +336,7 @@ EVERY_OPTIONAL_CHILD = {
     "expose": {"ingress": {"host": "llm.example.com"}, "fromNamespace": {}},
 }
 # spec.expose's other way, an HTTPRoute: a kind of the Gateway API, which this cluster may not
-# serve (tests/e2e/test_expose.py covers it).
+# serve (tests/e2e/test_expose_e2e.py covers it).
 HTTP_ROUTE_EXPOSE = {"httpRoute": {"parentRefs": [{"name": "public"}]}}
 
 
