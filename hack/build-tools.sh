@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kube-proxy, kubectl, etcd, helm, kwok, kube-router), the Ollama server and
-# Prometheus (with promtool) from the Go module proxy.
+# Prometheus (with promtool) from the Go module proxy, and fetches the Gateway API CRDs.
 #
 # Binaries are cached outside the checkout, keyed by version:
 #   ${LLMROUTE_TOOLS_DIR:-~/.cache/llmroute/bin}/<version>/<binary>
@@ -108,6 +108,22 @@ kwok_stages() {
   mv "$out.tmp" "$out"
 }
 
+gateway_api_crds() {
+  # Not a binary: the Gateway API's CRDs (standard channel), which the e2e tests of
+  # spec.expose install. Its module ships them; only the CustomResourceDefinitions are kept
+  # (the channel's ValidatingAdmissionPolicy is for upgrades of real clusters).
+  local v=$GATEWAY_API_VERSION dir="$tools_dir/gateway-api-$GATEWAY_API_VERSION"
+  if compgen -G "$dir/*.yaml" >/dev/null; then log "gateway-api $v CRDs: cached"; return; fi
+  local src f
+  src=$(go mod download -json "sigs.k8s.io/gateway-api@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$dir.tmp"
+  for f in "$src"/config/crd/standard/*.yaml; do
+    if grep -q '^kind: CustomResourceDefinition' "$f"; then cp "$f" "$dir.tmp/"; fi
+  done
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  log "gateway-api $v CRDs: $(ls "$dir" | wc -l) files"
+}
+
 # Debian packages the tools need: headers for the Ollama build, the pod network's commands.
 ensure_apt_packages() {
   local missing=() p
@@ -181,6 +197,7 @@ main() {
   go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
     "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
   kwok_stages
+  gateway_api_crds
   build_kubernetes
   # The NetworkPolicy engine of the local cluster (firewall only: no routing, no proxy).
   go_install kube-router "$KUBE_ROUTER_VERSION" \

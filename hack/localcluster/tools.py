@@ -69,6 +69,12 @@ def missing(names: tuple[str, ...] = CONTROL_PLANE_TOOLS) -> list[str]:
     return [name for name in names if not os.access(binary(name), os.X_OK)]
 
 
+def gateway_api_crd_dir() -> Path:
+    """The Gateway API's CRDs (standard channel) of the pinned version, fetched from its Go
+    module by hack/build-tools.sh; it may not exist yet."""
+    return tools_dir() / f"gateway-api-{versions()['GATEWAY_API_VERSION']}"
+
+
 def kwok_stages() -> Path:
     """kwok's pod and node stages, copied from its module by hack/build-tools.sh."""
     return binary("kwok").parent / "stages.yaml"

@@ -145,6 +145,20 @@ def get(
         raise
 
 
+def serves(api: client.ApiClient, api_version: str, plural: str) -> bool:
+    """Whether the API server serves `plural` in `api_version` (a kind whose CRDs a cluster
+    may not have, such as the Gateway API's HTTPRoute). Asked of the API group's discovery
+    document: one small GET."""
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    try:
+        resources = _call(api, "GET", prefix)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return any(r.get("name") == plural for r in (resources or {}).get("resources") or [])
+
+
 def create(api: client.ApiClient, obj: dict) -> dict | None:
     """Create `obj`; None when it exists already (what is there is never overwritten)."""
     meta = obj["metadata"]

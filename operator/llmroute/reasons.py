@@ -51,11 +51,21 @@ DIVIDED_ACROSS_PROCESSES: Final = "DividedAcrossProcesses"
 # OperatorAccess
 OPERATOR_NAMESPACE: Final = "OperatorNamespace"
 OPERATOR_NAMESPACE_UNKNOWN: Final = "OperatorNamespaceUnknown"
+# Exposed
+HTTP_ROUTE_APPLIED: Final = "HTTPRouteApplied"
+INGRESS_APPLIED: Final = "IngressApplied"
+GATEWAY_API_NOT_INSTALLED: Final = "GatewayAPINotInstalled"
 # Ready, when the first of its inputs (llmroute.route.status.READY_INPUTS) that is not True is
 # one of these; a failed Applied gives Ready its own reason instead (APPLY_FAILED).
 NOT_TRUE: Final[Mapping[str, str]] = {
     condition: f"{condition}NotTrue"
-    for condition in ("ConfigValid", "SecretsResolved", "ProxyAvailable", "OllamaReady")
+    for condition in (
+        "ConfigValid",
+        "SecretsResolved",
+        "ProxyAvailable",
+        "OllamaReady",
+        "Exposed",
+    )
 }
 
 # Reasons the operator copies from the Kubernetes objects it observes rather than chooses:
@@ -103,6 +113,7 @@ ROUTE_REASONS: Final[Mapping[str, tuple[str, ...]]] = {
     ),
     "LimitsExact": (NO_LIMITS, SINGLE_PROCESS, SHARED, DIVIDED_ACROSS_PROCESSES),
     "OperatorAccess": (OPERATOR_NAMESPACE, OPERATOR_NAMESPACE_UNKNOWN),
+    "Exposed": (HTTP_ROUTE_APPLIED, INGRESS_APPLIED, GATEWAY_API_NOT_INSTALLED),
 }
 
 QUOTA_REASONS: Final[Mapping[str, tuple[str, ...]]] = {

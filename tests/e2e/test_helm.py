@@ -324,8 +324,8 @@ def test_pods_pass_the_restricted_pod_security_standard(
 
 
 # A spec (merged over OPENAI_ROUTE's) that asks for every child the operator prunes when the
-# spec stops asking for it: a PodDisruptionBudget and an HPA (autoscaling from two replicas)
-# and the managed Ollama (StatefulSet, Service, NetworkPolicy).
+# spec stops asking for it: a PodDisruptionBudget and an HPA (autoscaling from two replicas),
+# the managed Ollama (StatefulSet, Service, NetworkPolicy) and an Ingress (spec.expose).
 EVERY_OPTIONAL_CHILD = {
     "models": [
         *OPENAI_ROUTE["spec"]["models"],
@@ -333,16 +333,28 @@ EVERY_OPTIONAL_CHILD = {
     ],
     "proxy": {"autoscaling": {"enabled": True, "minReplicas": 2}},
     "ollama": {"models": ["llama3.2"]},
+    "expose": {"ingress": {"host": "llm.example.com"}, "fromNamespace": {}},
 }
+# spec.expose's other way, an HTTPRoute: a kind of the Gateway API, which this cluster may not
+# serve (tests/e2e/test_expose_e2e.py covers it).
+HTTP_ROUTE_EXPOSE = {"httpRoute": {"parentRefs": [{"name": "public"}]}}
 
 
-def test_the_spec_with_every_optional_child_renders_them_all() -> None:
+def optional_children_of(spec: dict) -> set[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of the prunable children a route `gw` with `spec` renders."""
     route = changed(OPENAI_ROUTE, {"metadata.name": "gw", "metadata.namespace": "ns"})
-    route["spec"].update(EVERY_OPTIONAL_CHILD)
+    route["spec"].update(spec)
+    prunable = {(c.api_version, c.kind, c.name("gw")) for c in prunable_children()}
     rendered = {
         (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in render_manifest(route).objects
     }
-    assert {(c.api_version, c.kind, c.name("gw")) for c in prunable_children()} <= rendered
+    return rendered & prunable
+
+
+def test_the_spec_with_every_optional_child_renders_them_all() -> None:
+    rendered = optional_children_of(EVERY_OPTIONAL_CHILD)
+    rendered |= optional_children_of({**EVERY_OPTIONAL_CHILD, "expose": HTTP_ROUTE_EXPOSE})
+    assert {(c.api_version, c.kind, c.name("gw")) for c in prunable_children()} == rendered
 
 
 @pytest.fixture(params=["cluster-wide", "namespaced"])
@@ -424,7 +436,7 @@ def test_operator_runs_on_the_charts_rbac(
         client.NetworkingV1Api(api).read_namespaced_network_policy("gw-litellm", namespace)
 
         # Pruning: a spec that asks for every optional child, then for none of them.
-        optional = [(c.api_version, c.kind, c.name("gw")) for c in prunable_children()]
+        optional = sorted(optional_children_of(EVERY_OPTIONAL_CHILD))
         custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, ROUTE_PLURAL, "gw", {"spec": EVERY_OPTIONAL_CHILD}
         )

@@ -540,3 +540,68 @@ def test_network_policies_let_only_the_declared_callers_in(
         assert results["proxy -> Ollama"] == "connected"
         assert results["caller -> Ollama"] in ("refused", "timeout")
         assert results["stranger -> Ollama"] in ("refused", "timeout")
+
+
+def test_an_exposed_route_admits_the_gateways_namespace_while_exposed(
+    api: client.ApiClient,
+    namespace: str,
+    process_runner: ProcessRunner,
+    services: None,
+    operator,
+    client_pods,
+    other_namespaces,
+) -> None:
+    """spec.expose.fromNamespace: the ingress controller's pods (a client pod in its namespace
+    stands in) reach the proxy while the route is exposed, and only then; others never do."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    controller_namespace = other_namespaces("ingress")
+    strangers = other_namespaces("strangers")
+    with FakeOpenAI(name="fake-openai") as fake:
+        core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "provider-keys"}, "stringData": {"openai": "sk-x"}}
+        )
+        route = _route("gw", fake, ["smart"], 1)
+        route["spec"]["expose"] = {
+            "ingress": {"host": "llm.example.com"},
+            "fromNamespace": {"matchLabels": {"kubernetes.io/metadata.name": controller_namespace}},
+        }
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ROUTE_PLURAL, route)
+        proxy_ip = wait_for(
+            lambda: next(
+                (
+                    p.status.pod_ip
+                    for p in core.list_namespaced_pod(
+                        namespace,
+                        label_selector="llmroute.dev/route=gw,app.kubernetes.io/component=proxy",
+                    ).items
+                    if any(
+                        c.type == "Ready" and c.status == "True" for c in p.status.conditions or []
+                    )
+                ),
+                None,
+            ),
+            timeout=240,
+            what="a Ready proxy pod",
+        )
+        cluster_ip = core.read_namespaced_service("gw", namespace).spec.cluster_ip
+        controller = client_pods(controller_namespace)
+        stranger = client_pods(strangers)
+        wait_for(
+            lambda: stranger.dial(proxy_ip, 4000, 2) in ("refused", "timeout"),
+            timeout=60,
+            what="the stranger turned away",
+        )
+        assert controller.dial(proxy_ip, 4000) == "connected"
+        assert controller.dial(cluster_ip, 4000) == "connected"
+        assert stranger.dial(cluster_ip, 4000) in ("refused", "timeout")
+
+        # No longer exposed: the controller's namespace is turned away as well.
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, ROUTE_PLURAL, "gw", {"spec": {"expose": None}}
+        )
+        wait_for(
+            lambda: controller.dial(proxy_ip, 4000, 2) in ("refused", "timeout"),
+            timeout=60,
+            what="the controller's namespace turned away",
+        )
+        assert stranger.dial(proxy_ip, 4000) in ("refused", "timeout")

@@ -34,6 +34,7 @@ from llmroute.api.route import Route, SpecError, parse_route
 from llmroute.api.validation import validate
 from llmroute.quota.status import next_status
 from llmroute.render import check_litellm_config, render_route
+from llmroute.route.exposure import without_unserved_exposure
 from manifests import ROUTE
 
 pytestmark = pytest.mark.e2e
@@ -120,6 +121,8 @@ def render_and_dry_run(
     if problems:
         findings.tally["refused by the LiteLLM check"] += 1
         return
+    # As the operator does: an HTTPRoute where the cluster has no Gateway API is left out.
+    rendered, _ = without_unserved_exposure(api, rendered)
     objects = [rendered.generated_secret] if rendered.generated_secret else []
     for obj in [*objects, *rendered.objects]:
         try:

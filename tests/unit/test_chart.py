@@ -35,6 +35,9 @@ NAMESPACED_RULES = [
     (["networking.k8s.io"], ["networkpolicies"], WRITE_VERBS),
     (["policy"], ["poddisruptionbudgets"], WRITE_VERBS),
     (["autoscaling"], ["horizontalpodautoscalers"], WRITE_VERBS),
+    # spec.expose: exactly these two kinds, nothing else of their API groups.
+    (["networking.k8s.io"], ["ingresses"], WRITE_VERBS),
+    (["gateway.networking.k8s.io"], ["httproutes"], WRITE_VERBS),
     # Referenced Secrets are read and watched; the generated master-key Secret is created once
     # and never written again.
     ([""], ["secrets"], ["get", "list", "watch", "create"]),
@@ -44,6 +47,8 @@ NAMESPACED_RULES = [
     (["networking.k8s.io"], ["networkpolicies"], ["delete"]),
     (["policy"], ["poddisruptionbudgets"], ["delete"]),
     (["autoscaling"], ["horizontalpodautoscalers"], ["delete"]),
+    (["networking.k8s.io"], ["ingresses"], ["delete"]),
+    (["gateway.networking.k8s.io"], ["httproutes"], ["delete"]),
     ([""], ["pods"], ["get", "list", "watch"]),
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),

@@ -20,19 +20,30 @@ from llmroute.render.labels import COMPONENT_LABEL, MANAGED_BY, ROUTE_LABEL
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def every_child_kind_route() -> dict:
-    """A route that asks for every optional child: autoscaling (PDB, HPA) and a managed Ollama."""
+# spec.expose asks for one of these two; the routes below take turns.
+EXPOSURES = (
+    {"httpRoute": {"parentRefs": [{"name": "public", "namespace": "gateway-system"}]}},
+    {"ingress": {"host": "llm.example.com"}, "fromNamespace": {}},
+)
+
+
+def every_child_kind_route(expose: dict | None = None) -> dict:
+    """A route that asks for every optional child: autoscaling (PDB, HPA), a managed Ollama
+    and an exposure (an HTTPRoute, or the Ingress of `expose`)."""
     route = yaml.safe_load((GOLDEN / "autoscaling" / "route.yaml").read_text())
     route["spec"]["models"].append(
         {"name": "local", "targets": [{"provider": "ollama", "model": "llama3.2"}]}
     )
     route["spec"]["ollama"] = {"models": ["llama3.2"]}
+    route["spec"]["expose"] = expose or EXPOSURES[0]
     return route
 
 
 def test_every_rendered_object_is_a_child_kind_named_and_labelled_from_the_table() -> None:
-    rendered = render_route(parse_route(every_child_kind_route()))
-    objects = [*rendered.objects, rendered.generated_secret]
+    objects = []
+    for expose in EXPOSURES:
+        rendered = render_route(parse_route(every_child_kind_route(expose)))
+        objects += [*rendered.objects, rendered.generated_secret]
     by_kind_component = {(c.kind, c.component): c for c in CHILD_KINDS}
     for obj in objects:
         labels = obj["metadata"]["labels"]
@@ -64,6 +75,8 @@ def test_prunable_children_are_those_the_operator_may_delete() -> None:
         ("StatefulSet", "-ollama"),
         ("Service", "-ollama"),
         ("NetworkPolicy", "-ollama"),
+        ("HTTPRoute", ""),
+        ("Ingress", ""),
     ]
     # Retained: the generated master key (clients hold it) and the models' volumes.
     assert {c.kind for c in CHILD_KINDS if not c.prunable and c.optional} == {
@@ -87,4 +100,6 @@ def test_drift_is_watched_once_per_resource_for_applied_kinds_without_their_own_
         ("networking.k8s.io", "v1", "networkpolicies"),
         ("policy", "v1", "poddisruptionbudgets"),
         ("autoscaling", "v2", "horizontalpodautoscalers"),
+        ("gateway.networking.k8s.io", "v1", "httproutes"),
+        ("networking.k8s.io", "v1", "ingresses"),
     ]

@@ -54,7 +54,7 @@ def test_ready_sums_up_the_others_in_order() -> None:
     assert [c["type"] for c in failing] == [
         t
         for t in CONDITION_ORDER
-        if t not in ("Applied", "OllamaReady", "LimitsExact", "OperatorAccess")
+        if t not in ("Applied", "OllamaReady", "Exposed", "LimitsExact", "OperatorAccess")
     ]
     assert (condition(failing, "Ready")["status"], condition(failing, "Ready")["reason"]) == (
         "False",

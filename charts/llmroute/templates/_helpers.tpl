@@ -132,13 +132,21 @@ ownerReferences.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
+# spec.expose: an Ingress, or a Gateway API HTTPRoute (granted whether or not the Gateway API
+# CRDs are installed; a route asking for an HTTPRoute where they are not is told so).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 # Secrets: the referenced provider, caller and master keys are read and watched (a rotated key
 # is picked up); the generated master-key Secret is created once and never written again.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create"]
 # Pruning. A PodDisruptionBudget exists only with several proxy replicas, an HPA only with
-# autoscaling, the managed Ollama (StatefulSet, headless Service, NetworkPolicy) only with
+# autoscaling, an Ingress or HTTPRoute only with spec.expose, the managed Ollama (StatefulSet, headless Service, NetworkPolicy) only with
 # spec.ollama: the operator deletes the ones the spec stops asking for. Its volume claims are
 # kept (models are slow to fetch again).
 - apiGroups: [""]
@@ -155,6 +163,12 @@ ownerReferences.
   verbs: ["delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
+  verbs: ["delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
   verbs: ["delete"]
 # Proxy and Ollama replicas are found by their pods (status.podIP, readiness): the operator
 # scrapes the proxies' /metrics and asks Ollama which models it holds.

@@ -2,7 +2,7 @@
 
 The CRD accepts these fields as free-form (a label selector, a node selector, tolerations,
 resource quantities); the API server judges them only once they are in a Deployment, a
-StatefulSet or a NetworkPolicy. Checked here too, a spec the API server would refuse is
+StatefulSet, a NetworkPolicy or an Ingress. Checked here too, a spec the API server would refuse is
 reported offline by `llmroute validate`, and by the operator as ConfigValid=False naming the
 route's own field. The rules and messages follow Kubernetes' own validation
 (apimachinery's IsQualifiedName / IsValidLabelValue, core's ValidateResourceRequirements and
@@ -206,6 +206,18 @@ def route_pod_field_errors(spec: Mapping[str, Any]) -> Iterator[Problem]:
                 yield from label_selector_errors(
                     f"spec.access.from[{index}].{selector}", peer.get(selector)
                 )
+    expose = spec.get("expose")
+    if isinstance(expose, Mapping) and expose.get("fromNamespace") is not None:
+        yield from label_selector_errors("spec.expose.fromNamespace", expose.get("fromNamespace"))
+    ingress = expose.get("ingress") if isinstance(expose, Mapping) else None
+    annotations = ingress.get("annotations") if isinstance(ingress, Mapping) else None
+    for key in annotations if isinstance(annotations, Mapping) else ():
+        # Annotation keys follow the rule of label keys (a qualified name).
+        if isinstance(key, str) and (problem := label_key_problem(key)) is not None:
+            yield (
+                f"spec.expose.ingress.annotations[{key}]",
+                f"{key!r} is not a valid annotation key: {problem}",
+            )
     ollama = spec.get("ollama")
     if isinstance(ollama, Mapping):
         yield from resource_errors("spec.ollama.resources", ollama.get("resources"))

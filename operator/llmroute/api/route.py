@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from llmroute.api import validation
+from llmroute.api.expose import Expose, ExposeError, parse_expose
 from llmroute.api.schema import schema_default, schema_enum
 
 # The enums of the CRD schema, read from it.
@@ -287,6 +288,7 @@ class Route:
     proxy: Proxy
     ollama_external_url: str | None
     ollama: Ollama | None = None  # None: no managed Ollama (spec.ollama absent or external)
+    expose: Expose | None = None  # None: reached only inside the cluster
 
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
@@ -756,6 +758,10 @@ def parse_route(route: Mapping[str, Any]) -> Route:
     if external_url is not None and not _API_BASE.match(external_url):
         raise SpecError("spec.ollama.external.url", "must start with http:// or https://")
     _refuse(validation.external_ollama_errors(ollama))
+    try:
+        expose = parse_expose(spec.get("expose"))
+    except ExposeError as error:
+        raise SpecError(error.field, error.message) from error
     return Route(
         name=name,
         namespace=namespace,
@@ -774,4 +780,5 @@ def parse_route(route: Mapping[str, Any]) -> Route:
             if spec.get("ollama") is not None and external_url is None
             else None
         ),
+        expose=expose,
     )

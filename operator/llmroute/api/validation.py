@@ -47,6 +47,7 @@ MIRRORED_RULES: dict[str, dict[str, int]] = {
         "spec.proxy.autoscaling": 1,
         "spec.proxy.env[]": 1,
         "spec.ollama": 1,
+        "spec.expose": 2,
     },
     "ModelQuota": {"spec": 2, "spec.match": 1},
 }
@@ -413,6 +414,9 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
     ollama = spec.get("ollama")
     if isinstance(ollama, dict):
         yield from external_ollama_errors(ollama)
+    expose = spec.get("expose")
+    if isinstance(expose, dict):
+        yield from expose_errors(expose)
     # What the API server refuses in the rendered Deployment, StatefulSet or NetworkPolicy.
     for path, message in route_pod_field_errors(spec):
         yield ValidationError(path, message)
@@ -526,6 +530,19 @@ def external_ollama_errors(ollama: Mapping[str, Any]) -> Iterator[ValidationErro
             "spec.ollama.external",
             "external names an Ollama the operator does not manage: "
             f"{', '.join(managed)} cannot be set with it",
+        )
+
+
+def expose_errors(expose: Mapping[str, Any]) -> Iterator[ValidationError]:
+    """spec.expose: one way in (an HTTPRoute or an Ingress); an Ingress names the namespace of
+    its controller's pods, which no default could guess."""
+    if ("httpRoute" in expose) == ("ingress" in expose):
+        yield ValidationError("spec.expose", "set exactly one of httpRoute and ingress")
+    if "ingress" in expose and "fromNamespace" not in expose:
+        yield ValidationError(
+            "spec.expose.fromNamespace",
+            "Required value: ingress needs fromNamespace: the namespace of the ingress "
+            "controller's pods, which the proxy's NetworkPolicy admits",
         )
 
 

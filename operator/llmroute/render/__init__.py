@@ -23,6 +23,7 @@ from llmroute.render.auth_policy import key_mounts, render_auth_policy, spec_aut
 from llmroute.render.caller_budgets import LIVE_POLICY_KEY, render_exhausted_budgets
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
+from llmroute.render.expose import render_exposure
 from llmroute.render.litellm_config import limit_division, render_litellm_config
 from llmroute.render.names import endpoint, master_key_secret_name
 from llmroute.render.ollama import render_ollama_objects
@@ -167,6 +168,10 @@ def render_route(
         if o is not None
     ]
     objects += render_ollama_objects(parsed, operator_namespace)
+    exposure = render_exposure(parsed)
+    if exposure is not None:
+        # Last: outside clients are sent to the Service only once everything behind it exists.
+        objects.append(exposure)
     return RenderedRoute(
         config=config,
         config_hash=digest,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from llmroute.render.expose import HTTP_ROUTE_API_VERSION
 from llmroute.render.labels import OLLAMA_COMPONENT, PROXY_COMPONENT
 from llmroute.render.names import MASTER_KEY_SUFFIX, OLLAMA_SUFFIX, PROXY_SUFFIX
 
@@ -96,6 +97,21 @@ CHILD_KINDS: Final = (
         True,
         True,
         True,
+    ),
+    # spec.expose: an HTTPRoute (Gateway API) or an Ingress, named after the route like its
+    # Service. The HTTPRoute's kind exists only where the Gateway API CRDs are installed.
+    ChildKind(
+        HTTP_ROUTE_API_VERSION,
+        "HTTPRoute",
+        "httproutes",
+        PROXY_COMPONENT,
+        "",
+        True,
+        True,
+        True,
+    ),
+    ChildKind(
+        "networking.k8s.io/v1", "Ingress", "ingresses", PROXY_COMPONENT, "", True, True, True
     ),
     # The Ollama's model volumes: made by the StatefulSet controller from its claim template,
     # and retained when the Ollama goes (models are large and slow to fetch again).

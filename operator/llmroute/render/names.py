@@ -28,6 +28,11 @@ def service_name(route: str) -> str:
     return route
 
 
+def exposure_name(route: str) -> str:
+    """The HTTPRoute or Ingress of spec.expose carries the route's name, as its Service does."""
+    return route
+
+
 def master_key_secret_name(route: str) -> str:
     """The Secret the operator generates when the route references no master key."""
     return f"{route}{MASTER_KEY_SUFFIX}"

@@ -11,6 +11,7 @@ from llmroute import versions
 from llmroute.api.route import Route, SecretKeyRef
 from llmroute.render.auth_policy import KEYS_DIR, POLICY_FILE, KeyMount
 from llmroute.render.credentials import SecretEnv
+from llmroute.render.expose import exposure_ingress_rules
 from llmroute.render.labels import (
     CONFIG_HASH_ANNOTATION,
     REPLICAS_ANNOTATION,
@@ -137,6 +138,8 @@ def render_network_policy(route: Route, operator_namespace: str | None) -> dict[
                     "from": peers,
                     "ports": [{"protocol": "TCP", "port": PROXY_PORT}],
                 },
+                # Outside clients, through the Gateway or ingress controller (spec.expose).
+                *exposure_ingress_rules(route),
                 # The operator scrapes every replica's /metrics for quota accounting.
                 *operator_ingress(operator_namespace, PROXY_PORT),
             ],

@@ -31,6 +31,11 @@ from llmroute.render.children import prunable_children
 from llmroute.render.names import MASTER_KEY_SECRET_KEY
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
+from llmroute.route.exposure import (
+    UNSERVED_RETRY_DELAY,
+    exposed_condition,
+    without_unserved_exposure,
+)
 from llmroute.route.status import (
     Refusal,
     applied_condition,
@@ -147,6 +152,10 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     if rendered.limit_division is not None:
         conditions = limits_condition(conditions, rendered.limit_division, generation)
 
+    # An HTTPRoute where the Gateway API is not installed is left out (and said so in
+    # Exposed); the rest of the route is applied.
+    rendered, unserved_exposure = without_unserved_exposure(api, rendered)
+
     missing = _missing_secrets(api, parsed.namespace, rendered)
     if missing:
         message = "; ".join(missing)
@@ -214,6 +223,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     conditions = proxy_condition(conditions, deployment, generation)
     ollama = ollama_status.observe_ollama(api, parsed, statefulset, storage_message=storage_message)
     conditions = ollama_status.with_ollama_condition(conditions, ollama, generation)
+    conditions = exposed_condition(conditions, parsed, unserved_exposure, generation)
     conditions = with_ready(conditions, generation)
     if ollama is not None:
         status["ollama"] = ollama.status_field()
@@ -229,6 +239,11 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     if refusals:
         message = "; ".join(map(str, refusals))
         raise kopf.TemporaryError(message, delay=APPLY_RETRY_DELAY)
+    if unserved_exposure is not None:
+        raise kopf.TemporaryError(
+            f"spec.expose: this cluster does not serve {unserved_exposure}",
+            delay=UNSERVED_RETRY_DELAY,
+        )
 
 
 class _Refused(Exception):

@@ -24,13 +24,23 @@ CONDITION_ORDER: Final = (
     "Applied",
     "ProxyAvailable",
     "OllamaReady",
+    "Exposed",
     "LimitsExact",
     "OperatorAccess",
 )
 # The conditions Ready sums up: those without which the gateway does not serve. LimitsExact and
 # OperatorAccess only inform (approximate limits still serve; quota accounting and
 # status.ollama need the operator's access, requests do not), so they never hold back Ready.
-READY_INPUTS: Final = ("ConfigValid", "SecretsResolved", "Applied", "ProxyAvailable", "OllamaReady")
+# Exposed (with spec.expose) counts: a route asked to be reachable from outside is not Ready
+# until its HTTPRoute or Ingress is there.
+READY_INPUTS: Final = (
+    "ConfigValid",
+    "SecretsResolved",
+    "Applied",
+    "ProxyAvailable",
+    "OllamaReady",
+    "Exposed",
+)
 # Limits named one by one in the LimitsExact message; the rest are counted.
 LIMITS_LISTED: Final = 5
 
