@@ -36,6 +36,7 @@ from llmroute.render.proxy import (
     render_service,
 )
 from llmroute.render.quota_effects import plan_routing
+from llmroute.render.redis import render_redis_objects, render_redis_password_secret
 from llmroute.render.sizing import LimitDivision
 
 __all__ = [
@@ -60,6 +61,8 @@ class RenderedRoute:
     rejected_models: dict[str, str] = field(default_factory=dict)
     # rpm/tpm limits and each proxy process's share of them (the LimitsExact condition).
     limit_division: LimitDivision | None = None
+    # The managed Redis's password Secret to create once (without its value), or None.
+    generated_redis_secret: dict[str, Any] | None = None
 
 
 def auth_module_source() -> str:
@@ -150,6 +153,7 @@ def render_route(
         if o is not None
     ]
     objects += render_ollama_objects(parsed, operator_namespace)
+    objects += render_redis_objects(parsed)
     return RenderedRoute(
         config=config,
         config_hash=digest,
@@ -164,4 +168,5 @@ def render_route(
         endpoint=endpoint(parsed.name, parsed.namespace),
         rejected_models=dict(plan.rejected),
         limit_division=limit_division(parsed, plan),
+        generated_redis_secret=render_redis_password_secret(parsed),
     )
