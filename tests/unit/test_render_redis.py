@@ -355,3 +355,11 @@ def test_the_planned_launch_serves_redis_with_the_pods_password(tmp_path: Path) 
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server installed")
+def test_the_local_cluster_runs_the_pinned_redis_release() -> None:
+    version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"v={versions.REDIS_VERSION} " in version
