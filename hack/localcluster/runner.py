@@ -527,12 +527,18 @@ def plan_redis_launch(
     )
 
 
-def cluster_hosts(pods: Iterable[tuple[Mapping[str, Any], str]]) -> str:
+def cluster_hosts(pods: Iterable[tuple[Mapping[str, Any], str]], base: str = "") -> str:
     """A hosts file answering what cluster DNS answers for headless Services: each (pod, IP)
     whose pod names a ``subdomain`` (a StatefulSet's pods name their governing Service)
     is ``<subdomain>.<ns>.svc`` and ``<hostname>.<subdomain>.<ns>.svc`` (and the
-    ``.cluster.local`` forms). Give it the Ready pods only, as DNS lists Ready endpoints."""
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    ``.cluster.local`` forms). Give it the Ready pods only, as DNS lists Ready endpoints.
+
+    ``base``: the node's own hosts file, kept first. The pods share the node's host name (no
+    UTS namespace of their own), and a process that looks its host name up must find it
+    there: the pod's network namespace reaches no DNS server, so a miss waits out the
+    resolver's timeouts (10 s each, enough to fail a proxy's startup probe)."""
+    lines = base.splitlines() or ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-loopback"]
+    lines.append("# cluster DNS of the local cluster (localcluster.runner)")
     for pod, ip in sorted(pods, key=lambda item: (item[0]["metadata"]["name"], item[1])):
         spec, metadata = pod.get("spec") or {}, pod.get("metadata") or {}
         subdomain = spec.get("subdomain")
@@ -545,6 +551,13 @@ def cluster_hosts(pods: Iterable[tuple[Mapping[str, Any], str]]) -> str:
         names += [f"{hostname}.{service}", f"{hostname}.{service}.cluster.local"]
         lines.append(f"{ip}\t{' '.join(names)}")
     return "\n".join(lines) + "\n"
+
+
+def _node_hosts() -> str:
+    try:
+        return Path("/etc/hosts").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def pre_stop_sleep(pod: Mapping[str, Any], component: str) -> float:
@@ -1494,7 +1507,8 @@ class ProcessRunner:
     def _publish_hosts(self) -> None:
         """Every pod namespace's hosts file, from the Ready pods of headless Services."""
         text = cluster_hosts(
-            (entry.pod, entry.host) for entry in self._entries.values() if entry.ready
+            ((entry.pod, entry.host) for entry in self._entries.values() if entry.ready),
+            base=_node_hosts(),
         )
         for entry in self._entries.values():
             if entry.netns is not None and entry.hosts != text:
@@ -1566,7 +1580,9 @@ class ProcessRunner:
         if entry.netns is None and podnet.network_for(entry.host) is not None:
             entry.netns = podnet.add_pod(entry.host)
             # Before the first process: `ip netns exec` mounts the file only if it exists.
-            text = cluster_hosts((e.pod, e.host) for e in self._entries.values() if e.ready)
+            text = cluster_hosts(
+                ((e.pod, e.host) for e in self._entries.values() if e.ready), base=_node_hosts()
+            )
             podnet.write_hosts(entry.netns, text)
             entry.hosts = text
         return podnet.exec_prefix(entry.netns) if entry.netns else []

@@ -267,8 +267,11 @@ def wait_until(moment: float) -> None:
 def test_without_redis_the_route_says_limits_are_approximate(
     api: client.ApiClient, namespace: str
 ) -> None:
-    custom = client.CustomObjectsApi(api)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     with FakeOpenAI(name="limited") as limited, FakeOpenAI(name="spare") as spare:
+        core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "provider-keys"}, "stringData": {"openai": "sk-x"}}
+        )
         custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, ROUTE_PLURAL, route_manifest(limited, spare, None)
         )

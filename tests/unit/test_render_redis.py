@@ -296,9 +296,11 @@ def test_plan_redis_launch_runs_the_pods_command_bound_to_the_pod_address() -> N
 
 
 def test_cluster_hosts_resolve_headless_services_to_ready_pods() -> None:
-    text = cluster_hosts([(rendered_redis_pod("198.18.16.30"), "198.18.16.30")])
+    node = "127.0.0.1 localhost\n127.0.1.1 node-7\n"
+    text = cluster_hosts([(rendered_redis_pod("198.18.16.30"), "198.18.16.30")], base=node)
     lines = text.splitlines()
-    assert lines[0] == "127.0.0.1\tlocalhost"
+    # The node's own names first: a pod shares the node's host name.
+    assert lines[:2] == ["127.0.0.1 localhost", "127.0.1.1 node-7"]
     (entry,) = [line for line in lines if line.startswith("198.18.16.30")]
     names = entry.split("\t")[1].split()
     assert "gw-redis.ns.svc" in names and "gw-redis.ns.svc.cluster.local" in names
