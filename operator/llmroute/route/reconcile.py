@@ -28,12 +28,8 @@ from llmroute.payloads.gateway_auth import usable_key
 from llmroute.quota import quota_effects_for_route
 from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
-from llmroute.render.names import (
-    MASTER_KEY_SECRET_KEY,
-    OLLAMA_SUFFIX,
-    REDIS_PASSWORD_SECRET_KEY,
-    ollama_name,
-)
+from llmroute.render.labels import COMPONENT_LABEL, OLLAMA_COMPONENT
+from llmroute.render.names import MASTER_KEY_SECRET_KEY, REDIS_PASSWORD_SECRET_KEY
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
 from llmroute.route.status import (
@@ -203,7 +199,7 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
             applied = _apply(api, obj, autoscaled_from=autoscaled_from)
             if obj["kind"] == "Deployment":
                 deployment = applied
-            elif obj["kind"] == "StatefulSet" and _is_ollama(obj, parsed):
+            elif _is_ollama_statefulset(obj):
                 statefulset = applied
     except _Refused as refused:
         # Passed the dry-run, refused now (a race, a quota, a permission taken away): what is
@@ -251,7 +247,7 @@ def _prepare_objects(
     """The rendered objects as they are applied: owned, the Ollama's volume claims kept."""
     objects, storage_message = [], None
     for obj in rendered.objects:
-        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"].endswith(OLLAMA_SUFFIX):
+        if _is_ollama_statefulset(obj):
             name = obj["metadata"]["name"]
             try:
                 existing = kube.get(api, "apps/v1", "StatefulSet", namespace, name)
@@ -430,8 +426,10 @@ def _create_master_key_secret(
         )
 
 
-def _is_ollama(obj: dict, parsed: Route) -> bool:
-    return obj["metadata"]["name"] == ollama_name(parsed.name)
+def _is_ollama_statefulset(obj: dict) -> bool:
+    """The managed Ollama's StatefulSet (the managed Redis's is another)."""
+    labels = obj["metadata"].get("labels") or {}
+    return obj["kind"] == "StatefulSet" and labels.get(COMPONENT_LABEL) == OLLAMA_COMPONENT
 
 
 def _create_redis_password_secret(
