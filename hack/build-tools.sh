@@ -204,6 +204,9 @@ main() {
     github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
     "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
   build_ollama
+  # The managed Redis pods of the local cluster run Debian's redis-server (the release the
+  # operator's Redis image pins: llmroute.versions.REDIS_VERSION).
+  ensure_apt_packages redis-server
   # The local cluster's pod network (network namespaces, the guard, kube-proxy's nftables,
   # kube-router's iptables and ipsets) needs root; without it pods get loopback addresses.
   if [[ $(id -u) -eq 0 ]]; then

@@ -500,7 +500,7 @@ class LocalCluster:
 # pod matches exactly one of them.
 RUNNER_SERVED = {
     "key": '.metadata.labels.["app.kubernetes.io/component"]',
-    "values": ["proxy", "ollama"],
+    "values": ["proxy", "ollama", "redis"],
 }
 
 

@@ -53,6 +53,8 @@ SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
 SLOTS = 16  # one /20 of each range per cluster
 NETNS_PREFIX = "llmroute-pod-"
 BRIDGE_PREFIX = "llmr"
+# Per-namespace files that `ip netns exec` mounts over /etc (ip-netns(8)).
+NETNS_ETC = Path("/etc/netns")
 LOCK_DIR = Path(os.environ.get("LLMROUTE_PODNET_LOCK_DIR", "/run/llmroute-podnet"))
 
 _CLONE_NEWNET = 0x40000000
@@ -409,6 +411,18 @@ def remove_pod(ip: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
     _run("ip", "link", "del", _veth_name(ip), check=False)
     _run("ip", "netns", "del", name, check=False)
+    shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+
+
+def write_hosts(netns: str, text: str) -> None:
+    """The pod's /etc/hosts: ``ip netns exec`` mounts /etc/netns/<name>/hosts over
+    /etc/hosts for the processes it starts, so the pod resolves the names the runner
+    publishes (cluster DNS for headless Services). Written in place, so processes already
+    running (the mount holds the file, not the path) see each change."""
+    hosts = NETNS_ETC / netns / "hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    with open(hosts, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def exec_prefix(netns: str) -> list[str]:

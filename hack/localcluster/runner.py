@@ -19,6 +19,15 @@ makes the pod's network namespace (a veth on the cluster's bridge, at the pod's 
   acts as the kubelet for this pod's status: it runs the readiness probe and reports Ready
   and the container's state (a failed pull: CrashLoopBackOff with the termination message).
 
+- a Redis pod (container ``redis``, the route's managed Redis): runs the container's own
+  command -- ``/bin/sh -c`` feeding ``requirepass`` from the Secret-fed environment to Debian's
+  ``redis-server`` (apt package ``redis-server``) -- with the pod's env and args, bound to the
+  pod's address.
+
+Pods resolve the names of the headless Services of the pods the runner serves
+(``<subdomain>.<namespace>.svc``, as cluster DNS answers for a StatefulSet's governing
+Service) through a per-pod hosts file, updated as those pods turn Ready or go.
+
 It runs the container's startup, readiness and liveness probes (localcluster.probes) and
 writes the pod's Ready condition and container status, which kwok leaves False for these
 pods: Ready means serving. When a pod is deleted, stops running or changes IP, its process
@@ -76,11 +85,14 @@ __all__ = [
     "ProcessInfo",
     "ProcessRunner",
     "ProxyLaunch",
+    "RedisLaunch",
     "UnsupportedPod",
+    "cluster_hosts",
     "launch_proxy",
     "main",
     "plan_ollama_launch",
     "plan_proxy_launch",
+    "plan_redis_launch",
     "pod_references",
     "pod_status_patch",
     "pre_stop_sleep",
@@ -94,8 +106,18 @@ MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=llmroute"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 PROXY_CONTAINER = "litellm"
 OLLAMA_CONTAINER = "ollama"
+REDIS_CONTAINER = "redis"
+# The container each served component runs, by its app.kubernetes.io/component label.
+COMPONENT_CONTAINERS = {
+    "proxy": PROXY_CONTAINER,
+    "ollama": OLLAMA_CONTAINER,
+    "redis": REDIS_CONTAINER,
+}
 PROXY_PORT = 4000
 OLLAMA_PORT = 11434
+REDIS_PORT = 6379
+# Where a pod's processes find commands: Debian's redis-server is /usr/bin/redis-server.
+CONTAINER_PATH = "/usr/local/bin:/usr/bin:/bin"
 PROXY_HEALTH_PATH = "/health/liveliness"
 KEYS_DIR_ENV = "LLMROUTE_KEYS_DIR"
 KEYS_MOUNT = "/etc/llmroute/keys"
@@ -185,10 +207,31 @@ class OllamaLaunch:
         return f"http://{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class RedisLaunch:
+    """Everything needed to start one Redis pod's container (its command, as in the spec)."""
+
+    namespace: str
+    pod: str
+    uid: str
+    host: str
+    port: int
+    argv: tuple[str, ...]
+    env: dict[str, str]  # the whole environment of the process
+    pod_dir: Path
+    files: dict[Path, FileContent]
+    dirs: tuple[Path, ...]
+    grace_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}"
+
+
 def pod_component(pod: Mapping[str, Any]) -> str | None:
-    """ "proxy" or "ollama" for the pods the runner serves, else None."""
+    """ "proxy", "ollama" or "redis" for the pods the runner serves, else None."""
     component = (pod.get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL)
-    wanted = {"proxy": PROXY_CONTAINER, "ollama": OLLAMA_CONTAINER}.get(component or "")
+    wanted = COMPONENT_CONTAINERS.get(component or "")
     if wanted and any(c.get("name") == wanted for c in _containers(pod)):
         return component
     return None
@@ -411,9 +454,115 @@ def plan_ollama_launch(
     )
 
 
+def plan_redis_launch(
+    pod: Mapping[str, Any],
+    *,
+    pod_dir: Path,
+    volumes_dir: Path,
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
+    configmaps: Mapping[str, Mapping[str, Any]] | None = None,
+) -> RedisLaunch:
+    """What to run for a Redis pod, computed without touching the disk or the API.
+
+    The container's command runs as written (``/bin/sh -c <script> ...``, or
+    ``redis-server`` with the args when it has none, as the image's entrypoint does) with
+    the container's env, and ``--bind <pod IP>`` appended: in a pod, Redis listens on the
+    pod's own address. Paths in a mount (``--dir /data``) are made local; a
+    PersistentVolumeClaim mount is ``volumes_dir/<namespace>_<claim>``, as for Ollama.
+    """
+    metadata = pod.get("metadata", {})
+    namespace = metadata.get("namespace", "default")
+    host = (pod.get("status") or {}).get("podIP")
+    if not host:
+        raise PodNotReady("the pod has no IP yet")
+    container = _container(pod, REDIS_CONTAINER)
+    secrets = secrets or {}
+    configmaps = configmaps or {}
+    files, dirs, mounts = mount_layout(
+        pod, container, secrets=secrets, configmaps=configmaps, pod_dir=pod_dir
+    )
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        claim = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim")
+        if claim is not None:
+            mount_path = mount["mountPath"].rstrip("/") or "/"
+            local = volumes_dir / f"{namespace}_{claim['claimName']}"
+            dirs = (*tuple(d for d in dirs if d != mounts[mount_path]), local)
+            mounts[mount_path] = local
+
+    def local_path(value: str) -> str:
+        for mount_path in sorted(mounts, key=len, reverse=True):
+            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                return str(mounts[mount_path] / value[len(mount_path) :].lstrip("/"))
+        return value
+
+    env = {
+        "PATH": CONTAINER_PATH,
+        **{n: os.environ[n] for n in ("LANG", "LC_ALL", "TZ") if n in os.environ},
+    }
+    env.update(resolve_env(pod, container, secrets=secrets, configmaps=configmaps))
+    command = [_expand(part, env) for part in container.get("command") or []]
+    args = [local_path(_expand(part, env)) for part in container.get("args") or []]
+    if not command:
+        argv = ["redis-server", *args]
+    elif PurePosixPath(command[0]).name in ("sh", "bash", "dash"):
+        argv = ["/bin/sh", *command[1:], *args]
+    elif PurePosixPath(command[0]).name == "redis-server":
+        argv = ["redis-server", *command[1:], *args]
+    else:
+        raise UnsupportedPod(f"container {REDIS_CONTAINER!r} runs {command[0]!r}")
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return RedisLaunch(
+        namespace=namespace,
+        pod=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        host=host,
+        port=_container_port(container, REDIS_PORT),
+        argv=(*argv, "--bind", host),
+        env=env,
+        pod_dir=pod_dir,
+        files=files,
+        dirs=dirs,
+        grace_seconds=30.0 if grace is None else float(grace),
+    )
+
+
+def cluster_hosts(pods: Iterable[tuple[Mapping[str, Any], str]], base: str = "") -> str:
+    """A hosts file answering what cluster DNS answers for headless Services: each (pod, IP)
+    whose pod names a ``subdomain`` (a StatefulSet's pods name their governing Service)
+    is ``<subdomain>.<ns>.svc`` and ``<hostname>.<subdomain>.<ns>.svc`` (and the
+    ``.cluster.local`` forms). Give it the Ready pods only, as DNS lists Ready endpoints.
+
+    ``base``: the node's own hosts file, kept first. The pods share the node's host name (no
+    UTS namespace of their own), and a process that looks its host name up must find it
+    there: the pod's network namespace reaches no DNS server, so a miss waits out the
+    resolver's timeouts (10 s each, enough to fail a proxy's startup probe)."""
+    lines = base.splitlines() or ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-loopback"]
+    lines.append("# cluster DNS of the local cluster (localcluster.runner)")
+    for pod, ip in sorted(pods, key=lambda item: (item[0]["metadata"]["name"], item[1])):
+        spec, metadata = pod.get("spec") or {}, pod.get("metadata") or {}
+        subdomain = spec.get("subdomain")
+        if not subdomain:
+            continue
+        namespace = metadata.get("namespace", "default")
+        hostname = spec.get("hostname") or metadata.get("name", "")
+        service = f"{subdomain}.{namespace}.svc"
+        names = [service, f"{service}.cluster.local"]
+        names += [f"{hostname}.{service}", f"{hostname}.{service}.cluster.local"]
+        lines.append(f"{ip}\t{' '.join(names)}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_hosts() -> str:
+    try:
+        return Path("/etc/hosts").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def pre_stop_sleep(pod: Mapping[str, Any], component: str) -> float:
     """Seconds of the served container's ``preStop: {sleep: ...}`` hook (0 without)."""
-    name = PROXY_CONTAINER if component == "proxy" else OLLAMA_CONTAINER
+    name = COMPONENT_CONTAINERS[component]
     try:
         container = _container(pod, name)
     except UnsupportedPod:
@@ -1003,7 +1152,7 @@ class ProcessInfo:
     namespace: str
     pod: str
     uid: str
-    component: str  # "proxy" | "ollama"
+    component: str  # "proxy" | "ollama" | "redis"
     host: str
     port: int
     state: str  # "waiting" (not started yet) | "running" | "exited" | "terminating"
@@ -1037,6 +1186,7 @@ class _Entry:
     process: ManagedProcess | None = None
     ollama: OllamaLaunch | None = None
     netns: str | None = None  # the pod's network namespace (None: a loopback pod IP)
+    hosts: str = ""  # the hosts file last written for the pod's namespace
     prober: Prober | None = None  # the container's probes: they decide Ready
     started_at: str = ""  # RFC 3339, for the container status
     last_exit: int | None = None
@@ -1352,6 +1502,18 @@ class ProcessRunner:
                 entry.pod = pod
                 self._tend(entry, now)
                 self._report_status(entry)
+            self._publish_hosts()
+
+    def _publish_hosts(self) -> None:
+        """Every pod namespace's hosts file, from the Ready pods of headless Services."""
+        text = cluster_hosts(
+            ((entry.pod, entry.host) for entry in self._entries.values() if entry.ready),
+            base=_node_hosts(),
+        )
+        for entry in self._entries.values():
+            if entry.netns is not None and entry.hosts != text:
+                podnet.write_hosts(entry.netns, text)
+                entry.hosts = text
 
     def _tend(self, entry: _Entry, now: float) -> None:
         """Start, restart or refresh one wanted pod's process."""
@@ -1383,6 +1545,8 @@ class ProcessRunner:
         try:
             if entry.component == "proxy":
                 self._start_proxy(entry, now)
+            elif entry.component == "redis":
+                self._start_redis(entry, now)
             else:
                 self._start_ollama(entry, now)
             entry.reason = ""
@@ -1415,6 +1579,12 @@ class ProcessRunner:
         first use; [] for a pod with a loopback IP (no pod network on this machine)."""
         if entry.netns is None and podnet.network_for(entry.host) is not None:
             entry.netns = podnet.add_pod(entry.host)
+            # Before the first process: `ip netns exec` mounts the file only if it exists.
+            text = cluster_hosts(
+                ((e.pod, e.host) for e in self._entries.values() if e.ready), base=_node_hosts()
+            )
+            podnet.write_hosts(entry.netns, text)
+            entry.hosts = text
         return podnet.exec_prefix(entry.netns) if entry.netns else []
 
     def _pod_dir(self, entry: _Entry) -> Path:
@@ -1537,6 +1707,40 @@ class ProcessRunner:
             liveness=parse_probe(container, "livenessProbe", host=entry.host),
         )
 
+    def _start_redis(self, entry: _Entry, now: float) -> None:
+        secrets, configmaps = self._references(entry.pod)
+        pod_dir = self._pod_dir(entry)
+        launch = plan_redis_launch(
+            entry.pod,
+            pod_dir=pod_dir,
+            volumes_dir=self.workdir / "volumes",
+            secrets=secrets,
+            configmaps=configmaps,
+        )
+        if shutil.which("redis-server", path=CONTAINER_PATH) is None:
+            raise PodNotReady(f"no redis-server on {CONTAINER_PATH}: {tools.BUILD_COMMAND}")
+        entry.port = launch.port
+        entry.pod_dir = pod_dir
+        entry.log_path = self._log_path(entry)
+        entry.files, _ = sync_files(launch.files, launch.dirs, entry.files)
+        if entry.process is not None:
+            entry.process.stop(grace=0)
+        entry.process = ManagedProcess(
+            [*self._enter_pod_network(entry), *launch.argv],
+            env=launch.env,
+            cwd=pod_dir,
+            log_path=entry.log_path,
+        )
+        entry.grace = min(launch.grace_seconds, self.max_grace)
+        log.info("runner: %s runs redis-server at %s (pid %d)", entry.label, launch.url, entry.pid)
+        container = _container(entry.pod, REDIS_CONTAINER)
+        self._start_prober(
+            entry,
+            startup=parse_probe(container, "startupProbe", host=entry.host),
+            readiness=parse_probe(container, "readinessProbe", host=entry.host),
+            liveness=parse_probe(container, "livenessProbe", host=entry.host),
+        )
+
     @staticmethod
     def _termination_message(entry: _Entry) -> str:
         """What the exited container wrote to its termination log (with
@@ -1583,7 +1787,7 @@ class ProcessRunner:
         the kubelet does: the Deployment controller and EndpointSlices go by them."""
         body = pod_status_patch(
             entry.pod,
-            container=PROXY_CONTAINER if entry.component == "proxy" else OLLAMA_CONTAINER,
+            container=COMPONENT_CONTAINERS[entry.component],
             ready=entry.ready,
             restarts=entry.restarts,
             running=entry.info().state == "running",

@@ -28,14 +28,15 @@ EXPOSURES = (
 
 
 def every_child_kind_route(expose: dict | None = None) -> dict:
-    """A route that asks for every optional child: autoscaling (PDB, HPA), a managed Ollama
-    and an exposure (an HTTPRoute, or the Ingress of `expose`)."""
+    """A route that asks for every optional child: autoscaling (PDB, HPA), a managed Ollama,
+    a managed Redis and an exposure (an HTTPRoute, or the Ingress of `expose`)."""
     route = yaml.safe_load((GOLDEN / "autoscaling" / "route.yaml").read_text())
     route["spec"]["models"].append(
         {"name": "local", "targets": [{"provider": "ollama", "model": "llama3.2"}]}
     )
     route["spec"]["ollama"] = {"models": ["llama3.2"]}
     route["spec"]["expose"] = expose or EXPOSURES[0]
+    route["spec"]["redis"] = {"managed": {}}
     return route
 
 
@@ -43,7 +44,7 @@ def test_every_rendered_object_is_a_child_kind_named_and_labelled_from_the_table
     objects = []
     for expose in EXPOSURES:
         rendered = render_route(parse_route(every_child_kind_route(expose)))
-        objects += [*rendered.objects, rendered.generated_secret]
+        objects += [*rendered.objects, rendered.generated_secret, rendered.generated_redis_secret]
     by_kind_component = {(c.kind, c.component): c for c in CHILD_KINDS}
     for obj in objects:
         labels = obj["metadata"]["labels"]
@@ -75,10 +76,14 @@ def test_prunable_children_are_those_the_operator_may_delete() -> None:
         ("StatefulSet", "-ollama"),
         ("Service", "-ollama"),
         ("NetworkPolicy", "-ollama"),
+        ("StatefulSet", "-redis"),
+        ("Service", "-redis"),
+        ("NetworkPolicy", "-redis"),
         ("HTTPRoute", ""),
         ("Ingress", ""),
     ]
-    # Retained: the generated master key (clients hold it) and the models' volumes.
+    # Retained: the generated master key (clients hold it), the generated Redis password (the
+    # running Redis holds it; it goes with the route) and the models' volumes.
     assert {c.kind for c in CHILD_KINDS if not c.prunable and c.optional} == {
         "Secret",
         "PersistentVolumeClaim",

@@ -126,12 +126,12 @@ def test_the_schema_check_is_not_vacuous() -> None:
                     {"name": "billing", "keySecretRef": {"name": "caller-keys", "key": "billing"}}
                 ],
             },
-            "router": {
-                "redis": {
-                    "host": "redis.lan",
+            "router": {"cache": {"enabled": True}},
+            "redis": {
+                "external": {
+                    "url": "redis://redis.lan:6379",
                     "passwordSecretRef": {"name": "redis", "key": "password"},
-                },
-                "cache": {"enabled": True},
+                }
             },
             "proxy": {"replicas": 3, "autoscaling": {"enabled": True, "maxReplicas": 6}},
             "ollama": {"external": {"url": "http://ollama.lan:11434"}},

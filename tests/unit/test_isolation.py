@@ -224,9 +224,9 @@ def child_names(route_name: str) -> set[tuple[str, str]]:
 
 def test_refused_name_endings_derive_from_the_table_of_child_suffixes() -> None:
     # Route gw's managed Ollama Service is gw-ollama: the proxy Service of a route named
-    # gw-ollama. Names ending in "-litellm" or "-master-key" collide with nothing: those
-    # suffixes are the only ones of their kinds.
-    assert colliding_name_endings() == ("-ollama",)
+    # gw-ollama; likewise its managed Redis Service gw-redis. Names ending in "-litellm" or
+    # "-master-key" collide with nothing: those suffixes are the only ones of their kinds.
+    assert colliding_name_endings() == ("-ollama", "-redis")
     assert colliding_name_endings() == REFUSED_ROUTE_NAME_ENDINGS
 
 

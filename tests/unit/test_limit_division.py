@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from llmroute.api.route import parse_route
 from llmroute.conditions import set_condition
 from llmroute.render.sizing import limit_processes
@@ -74,12 +76,25 @@ def test_fixed_replicas_divide_by_replicas_times_workers_and_round_up() -> None:
     assert "rpm 100: 17 per process, 102 in total" in condition["message"]
 
 
-def test_limits_are_exact_with_one_process_with_redis_or_without_limits() -> None:
+def with_redis(manifest: dict[str, Any], redis: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest, "spec": {**manifest["spec"], "redis": redis}}
+
+
+@pytest.mark.parametrize(
+    "redis",
+    [{"external": {"url": "redis://redis:6379"}}, {"managed": {}}],
+    ids=["external", "managed"],
+)
+def test_limits_are_exact_with_redis_managed_or_external(redis: dict[str, Any]) -> None:
+    shared = limits_exact(with_redis(route({"replicas": 3, "workers": 2}, rpm=100), redis))
+    assert (shared["status"], shared["reason"]) == ("True", "Shared")
+    assert "share their counters in Redis" in shared["message"]
+    assert rendered_rpm(with_redis(route({"replicas": 3}, rpm=100), redis)) == 100
+
+
+def test_limits_are_exact_with_one_process_or_without_limits() -> None:
     single = limits_exact(route({"replicas": 1, "workers": 1}, rpm=100))
     assert (single["status"], single["reason"]) == ("True", "SingleProcess")
-    shared = limits_exact(route({"replicas": 3, "workers": 2}, rpm=100, redis={"host": "redis"}))
-    assert (shared["status"], shared["reason"]) == ("True", "Shared")
-    assert rendered_rpm(route({"replicas": 3}, rpm=100, redis={"host": "redis"})) == 100
     none = limits_exact(route({"replicas": 3, "workers": 2}))
     assert (none["status"], none["reason"]) == ("True", "NoLimits")
 

@@ -13,7 +13,7 @@ import pytest
 from localcluster import podnet, tools
 from localcluster.controlplane import runner_owned_readiness
 from localcluster.probes import Probe, Prober, parse_probe, probe_once
-from localcluster.runner import pod_status_patch, pre_stop_sleep
+from localcluster.runner import COMPONENT_CONTAINERS, pod_status_patch, pre_stop_sleep
 from localcluster.wait import wait_for
 
 # -- addresses -------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_runner_served_pods_start_not_ready_and_others_as_before(stages: list[di
     ]
     assert (mine_label["operator"], other_label["operator"]) == ("In", "NotIn")
     assert mine_label["key"] == other_label["key"]
-    assert set(mine_label["values"]) == set(other_label["values"]) == {"proxy", "ollama"}
+    assert set(mine_label["values"]) == set(other_label["values"]) == set(COMPONENT_CONTAINERS)
 
 
 # -- the pod status the runner writes --------------------------------------------------------

@@ -72,10 +72,12 @@ def route(draw) -> dict[str, Any]:
     ]
     spec["auth"] = auth
     if draw(st.booleans()):
-        spec["router"] = {
-            "redis": {"host": "redis", "passwordSecretRef": {"name": draw(DNS), "key": draw(KEY)}},
-            "cache": {"enabled": True},
-        }
+        password = {"name": draw(DNS), "key": draw(KEY)}
+        spec["redis"] = {"external": {"url": "redis://redis", "passwordSecretRef": password}}
+        spec["router"] = {"cache": {"enabled": True}}
+    elif draw(st.booleans()):
+        spec["redis"] = {"managed": {}}
+        spec["router"] = {"cache": {"enabled": True}}
     return {
         "apiVersion": "llmroute.dev/v1alpha1",
         "kind": "LLMRoute",
@@ -175,12 +177,15 @@ def test_credentials_are_environment_references_fed_by_secret_key_refs(route) ->
     allowed = secret_pairs(route)
     if rendered.generated_secret is not None:
         allowed.add((rendered.generated_secret["metadata"]["name"], "masterKey"))
+    if rendered.generated_redis_secret is not None:
+        allowed.add((rendered.generated_redis_secret["metadata"]["name"], "password"))
     assert {(r["name"], r["key"]) for r in from_secrets.values()} <= allowed
     # No object carries Secret data, the generated master-key Secret included (the handler
     # writes its random key).
     for obj in rendered.objects:
         assert obj["kind"] != "Secret"
         assert "stringData" not in obj
-    if rendered.generated_secret is not None:
-        assert "stringData" not in rendered.generated_secret
-        assert "data" not in rendered.generated_secret
+    for generated in (rendered.generated_secret, rendered.generated_redis_secret):
+        if generated is not None:
+            assert "stringData" not in generated
+            assert "data" not in generated

@@ -13,14 +13,16 @@ from llmroute.api.route import Route, parse_route
 
 CRDS = Path(__file__).parents[2] / "crds"
 
-# A route that sets none of the defaulted fields (the Redis only so that its port defaults).
+# A route that sets none of the defaulted fields (the Redis only so that its fields default).
 MINIMAL = {
     "metadata": {"name": "gw", "namespace": "ns"},
     "spec": {
         "models": [{"name": "m", "targets": [{"provider": "openai", "model": "gpt-4o"}]}],
-        "router": {"redis": {"host": "redis"}},
+        "redis": {"external": {"url": "redis://redis"}},
     },
 }
+# The same with a managed Redis (spec.redis holds one of managed and external).
+MINIMAL_MANAGED = {**MINIMAL, "spec": {**MINIMAL["spec"], "redis": {"managed": {}}}}
 
 # CRD field path -> the value the typed route takes when the field is absent.
 SHARED = {
@@ -32,7 +34,9 @@ SHARED = {
     "spec.router.cooldownSeconds": lambda r: r.router.cooldown_seconds,
     "spec.router.cache.enabled": lambda r: r.router.cache_enabled,
     "spec.router.cache.ttlSeconds": lambda r: r.router.cache_ttl_seconds,
-    "spec.router.redis.port": lambda r: r.router.redis.port,
+    "spec.redis.external.tls": lambda r: r.redis.external.tls,
+    "spec.redis.managed.persistence.enabled": lambda r: r.redis.managed.persistence,
+    "spec.redis.managed.persistence.size": lambda r: r.redis.managed.storage_size,
     "spec.proxy.replicas": lambda r: r.proxy.replicas,
     "spec.proxy.autoscaling.enabled": lambda r: r.proxy.autoscaling.enabled,
     "spec.proxy.autoscaling.minReplicas": lambda r: r.proxy.autoscaling.min_replicas,
@@ -47,11 +51,14 @@ RENDER_ONLY = {
     "spec.models[].targets[].weight",
     "spec.proxy.resources",
     "spec.proxy.workers",
+    "spec.redis.managed.resources",
 }
 
 
 def parsed_default(path: str) -> Any:
-    route: Route = parse_route(MINIMAL)
+    route: Route = parse_route(
+        MINIMAL_MANAGED if path.startswith("spec.redis.managed.") else MINIMAL
+    )
     value = SHARED[path](route)
     return sorted(value) if isinstance(value, frozenset) else value
 

@@ -448,12 +448,13 @@ def test_defaults_inside_optional_objects_apply_only_when_they_are_set() -> None
     spec = apply_defaults(
         {
             **ROUTE["spec"],
-            "router": {"numRetries": 0, "redis": {"host": "redis"}},
+            "router": {"numRetries": 0},
+            "redis": {"external": {"url": "redis://redis"}},
             "ollama": {"storage": {}, "gpu": {"count": 1}},
         }
     )
     assert spec["router"]["numRetries"] == 0
-    assert spec["router"]["redis"] == {"host": "redis", "port": 6379}
+    assert spec["redis"] == {"external": {"url": "redis://redis", "tls": False}}
     assert spec["ollama"]["storage"] == {"size": "20Gi"}
     assert spec["ollama"]["gpu"] == {"count": 1, "resourceName": "nvidia.com/gpu"}
 

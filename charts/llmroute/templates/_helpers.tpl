@@ -141,14 +141,16 @@ ownerReferences.
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
 # Secrets: the referenced provider, caller and master keys are read and watched (a rotated key
-# is picked up); the generated master-key Secret is created once and never written again.
+# is picked up); the generated master-key and managed-Redis password Secrets are created once
+# and never written again.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create"]
 # Pruning. A PodDisruptionBudget exists only with several proxy replicas, an HPA only with
-# autoscaling, an Ingress or HTTPRoute only with spec.expose, the managed Ollama (StatefulSet, headless Service, NetworkPolicy) only with
-# spec.ollama: the operator deletes the ones the spec stops asking for. Its volume claims are
-# kept (models are slow to fetch again).
+# autoscaling, an Ingress or HTTPRoute only with spec.expose, the managed Ollama (StatefulSet,
+# headless Service, NetworkPolicy) only with spec.ollama, the managed Redis (the same three
+# kinds) only with spec.redis.managed: the operator deletes the ones the spec stops asking for.
+# Ollama's volume claims are kept (models are slow to fetch again).
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["delete"]

@@ -42,6 +42,11 @@ _CALLER_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _API_BASE: Final = re.compile(r"^https?://")
 _OLLAMA_MODEL: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._:/-]*")
 _QUANTITY: Final = re.compile(r"([0-9]+(\.[0-9]+)?)([KMGTPE]i?)?")
+# No credentials in the URL: the password comes from a Secret only.
+_REDIS_URL: Final = re.compile(
+    r"redis://(?P<host>[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)(:(?P<port>[0-9]{1,5}))?/?"
+)
+REDIS_PORT: Final = 6379
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,12 @@ PROXY_RESOURCES: Final = {
     "limits": {"cpu": "1", "memory": "1Gi"},
 }
 PROXY_WORKERS: Final = 0  # 0: derived from the container's CPU and memory limits
+# Counters and cached answers of one gateway: a few MB of keys, one core at most (Redis
+# serves its commands on one thread; a request costs the proxy a few round trips).
+REDIS_RESOURCES: Final = {
+    "requests": {"cpu": "100m", "memory": "64Mi"},
+    "limits": {"cpu": "1", "memory": "256Mi"},
+}
 
 
 def _default(path: str) -> Any:
@@ -193,10 +204,31 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Redis:
+class ManagedRedis:
+    """spec.redis.managed: a Redis StatefulSet the operator runs for the route."""
+
+    resources: dict[str, Any]
+    persistence: bool  # an append-only file on a volume; off: counters and cache only
+    storage_size: str
+    storage_class: str | None  # None: the cluster's default class; "": no class
+
+
+@dataclass(frozen=True)
+class ExternalRedis:
+    """spec.redis.external: a Redis the cluster already runs."""
+
     host: str
     port: int
     password_ref: SecretKeyRef | None
+    tls: bool
+
+
+@dataclass(frozen=True)
+class Redis:
+    """spec.redis: exactly one of managed and external."""
+
+    managed: ManagedRedis | None
+    external: ExternalRedis | None
 
 
 @dataclass(frozen=True)
@@ -208,7 +240,6 @@ class RouterSettings:
     cooldown_seconds: int
     cache_enabled: bool
     cache_ttl_seconds: int
-    redis: Redis | None
 
 
 @dataclass(frozen=True)
@@ -289,6 +320,7 @@ class Route:
     ollama_external_url: str | None
     ollama: Ollama | None = None  # None: no managed Ollama (spec.ollama absent or external)
     expose: Expose | None = None  # None: reached only inside the cluster
+    redis: Redis | None = None  # None: no shared Redis; limits are counted per process
 
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
@@ -317,10 +349,10 @@ class Route:
                         )
                         for key in required
                     )
-        redis = self.router.redis
-        if redis is not None and redis.password_ref is not None:
-            ref = redis.password_ref
-            refs.append(SecretReference(ref.name, ref.key, "spec.router.redis.passwordSecretRef"))
+        external = self.redis.external if self.redis is not None else None
+        if external is not None and external.password_ref is not None:
+            ref = external.password_ref
+            refs.append(SecretReference(ref.name, ref.key, "spec.redis.external.passwordSecretRef"))
         for variable in self.proxy.env:
             if variable.secret_ref is not None:
                 ref = variable.secret_ref
@@ -539,22 +571,7 @@ def _router(raw: object) -> RouterSettings:
     cache_enabled = cache.get("enabled", _default("spec.router.cache.enabled"))
     if not isinstance(cache_enabled, bool):
         raise SpecError("spec.router.cache.enabled", "must be true or false")
-    redis = None
-    if spec.get("redis") is not None:
-        r = _mapping(spec["redis"], "spec.router.redis")
-        redis = Redis(
-            host=_str(r.get("host"), "spec.router.redis.host", required=True) or "",
-            port=_int(
-                r.get("port"),
-                "spec.router.redis.port",
-                _default("spec.router.redis.port"),
-                minimum=1,
-            )
-            or _default("spec.router.redis.port"),
-            password_ref=_secret_key_ref(
-                r.get("passwordSecretRef"), "spec.router.redis.passwordSecretRef"
-            ),
-        )
+    _refuse(validation.moved_router_redis_errors(spec))
 
     def number(field: str, default: int, minimum: int) -> int:
         value = _int(spec.get(field), f"spec.router.{field}", default, minimum=minimum)
@@ -574,7 +591,6 @@ def _router(raw: object) -> RouterSettings:
             minimum=1,
         )
         or _default("spec.router.cache.ttlSeconds"),
-        redis=redis,
     )
 
 
@@ -739,6 +755,64 @@ def _managed_ollama(spec: Mapping[str, Any]) -> Ollama:
     )
 
 
+def _redis(raw: object) -> Redis | None:
+    if raw is None:
+        return None
+    path = "spec.redis"
+    spec = _mapping(raw, path)
+    _refuse(validation.redis_mode_errors(spec))
+    if spec.get("external") is not None:
+        external = _mapping(spec["external"], f"{path}.external")
+        url = _str(external.get("url"), f"{path}.external.url", required=True) or ""
+        match = _REDIS_URL.fullmatch(url)
+        port = int(match["port"]) if match and match["port"] else REDIS_PORT
+        if match is None or not 1 <= port <= 65535:
+            raise SpecError(
+                f"{path}.external.url", f"{url!r} is not redis://HOST:PORT (no credentials)"
+            )
+        tls = external.get("tls", _default(f"{path}.external.tls"))
+        if not isinstance(tls, bool):
+            raise SpecError(f"{path}.external.tls", "must be true or false")
+        return Redis(
+            managed=None,
+            external=ExternalRedis(
+                host=match["host"],
+                port=port,
+                password_ref=_secret_key_ref(
+                    external.get("passwordSecretRef"), f"{path}.external.passwordSecretRef"
+                ),
+                tls=tls,
+            ),
+        )
+    managed = _mapping(spec.get("managed"), f"{path}.managed")
+    persistence = _mapping(managed.get("persistence"), f"{path}.managed.persistence")
+    enabled = persistence.get("enabled", _default(f"{path}.managed.persistence.enabled"))
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.managed.persistence.enabled", "must be true or false")
+    size = _str(persistence.get("size"), f"{path}.managed.persistence.size") or _default(
+        f"{path}.managed.persistence.size"
+    )
+    if not _QUANTITY.fullmatch(size):
+        raise SpecError(
+            f"{path}.managed.persistence.size", f"{size!r} is not a volume size such as 1Gi"
+        )
+    storage_class = persistence.get("storageClassName")
+    if storage_class is not None and not isinstance(storage_class, str):
+        raise SpecError(f"{path}.managed.persistence.storageClassName", "must be a string")
+    resources = managed.get("resources")
+    return Redis(
+        managed=ManagedRedis(
+            resources=dict(_mapping(resources, f"{path}.managed.resources"))
+            if resources is not None
+            else dict(REDIS_RESOURCES),
+            persistence=enabled,
+            storage_size=size,
+            storage_class=storage_class,
+        ),
+        external=None,
+    )
+
+
 def parse_route(route: Mapping[str, Any]) -> Route:
     """Read an LLMRoute object (a dict as the API server returns it, defaults possibly absent)."""
     metadata = _mapping(route.get("metadata"), "metadata")
@@ -781,4 +855,5 @@ def parse_route(route: Mapping[str, Any]) -> Route:
             else None
         ),
         expose=expose,
+        redis=_redis(spec.get("redis")),
     )

@@ -48,6 +48,8 @@ MIRRORED_RULES: dict[str, dict[str, int]] = {
         "spec.proxy.env[]": 1,
         "spec.ollama": 1,
         "spec.expose": 2,
+        "spec.router": 1,
+        "spec.redis": 1,
     },
     "ModelQuota": {"spec": 2, "spec.match": 1},
 }
@@ -128,7 +130,7 @@ ROUTE_NAME_MAX = 45
 # Route names ending so would share a child object with another route (gw's managed Ollama
 # Service gw-ollama is route gw-ollama's proxy Service). Derived from the table of child
 # suffixes (llmroute.render.children.colliding_name_endings; a unit test keeps them equal).
-REFUSED_ROUTE_NAME_ENDINGS = ("-ollama",)
+REFUSED_ROUTE_NAME_ENDINGS = ("-ollama", "-redis")
 _ROUTE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -417,6 +419,10 @@ def _route_rules(route: dict[str, Any]) -> Iterator[ValidationError]:
     expose = spec.get("expose")
     if isinstance(expose, dict):
         yield from expose_errors(expose)
+    yield from moved_router_redis_errors(_mapping(spec.get("router")))
+    redis = spec.get("redis")
+    if isinstance(redis, dict):
+        yield from redis_mode_errors(redis)
     # What the API server refuses in the rendered Deployment, StatefulSet or NetworkPolicy.
     for path, message in route_pod_field_errors(spec):
         yield ValidationError(path, message)
@@ -544,6 +550,22 @@ def expose_errors(expose: Mapping[str, Any]) -> Iterator[ValidationError]:
             "Required value: ingress needs fromNamespace: the namespace of the ingress "
             "controller's pods, which the proxy's NetworkPolicy admits",
         )
+
+
+def moved_router_redis_errors(router: Mapping[str, Any]) -> Iterator[ValidationError]:
+    """spec.router.redis is gone: refused with where it went, never dropped silently."""
+    if "redis" in router:
+        yield ValidationError(
+            "spec.router.redis",
+            "spec.router.redis moved to spec.redis: write spec.redis.external with url "
+            "redis://HOST:PORT (and passwordSecretRef), or spec.redis.managed",
+        )
+
+
+def redis_mode_errors(redis: Mapping[str, Any]) -> Iterator[ValidationError]:
+    """spec.redis is either managed or external."""
+    if ("managed" in redis) == ("external" in redis):
+        yield ValidationError("spec.redis", "set exactly one of managed and external")
 
 
 def _model_rules(

@@ -22,6 +22,7 @@ from llmroute.render.labels import (
     MANAGED_BY,
     OLLAMA_COMPONENT,
     PROXY_COMPONENT,
+    REDIS_COMPONENT,
     ROUTE_LABEL,
     component_selector,
 )
@@ -174,6 +175,10 @@ def _restore_on_change(
 
 for _group, _version, _plural in drift_watched_resources():
     kopf.on.event(_group, _version, _plural, labels=MANAGED_BY)(_restore_on_change)
+# The managed Redis reports no condition of its own: its StatefulSet is only restored.
+kopf.on.event("apps", "v1", "statefulsets", labels=component_selector(REDIS_COMPONENT))(
+    _restore_on_change
+)
 
 
 def _index_optional_child(body: kopf.Body, param: str, **_: Any) -> dict[tuple, tuple[str, ...]]:

@@ -39,6 +39,7 @@ from llmroute.render.proxy import (
 )
 from llmroute.render.quota_effects import plan_routing, target_limits
 from llmroute.render.quota_routing import render_quota_routing
+from llmroute.render.redis import render_redis_objects, render_redis_password_secret
 from llmroute.render.sizing import LimitDivision
 
 __all__ = [
@@ -63,6 +64,8 @@ class RenderedRoute:
     rejected_models: dict[str, str] = field(default_factory=dict)
     # rpm/tpm limits and each proxy process's share of them (the LimitsExact condition).
     limit_division: LimitDivision | None = None
+    # The managed Redis's password Secret to create once (without its value), or None.
+    generated_redis_secret: dict[str, Any] | None = None
 
 
 def auth_module_source() -> str:
@@ -168,6 +171,7 @@ def render_route(
         if o is not None
     ]
     objects += render_ollama_objects(parsed, operator_namespace)
+    objects += render_redis_objects(parsed)
     exposure = render_exposure(parsed)
     if exposure is not None:
         # Last: outside clients are sent to the Service only once everything behind it exists.
@@ -186,4 +190,5 @@ def render_route(
         endpoint=endpoint(parsed.name, parsed.namespace),
         rejected_models=dict(plan.rejected),
         limit_division=limit_division(parsed, limits),
+        generated_redis_secret=render_redis_password_secret(parsed),
     )

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from llmroute.render.expose import HTTP_ROUTE_API_VERSION
-from llmroute.render.labels import OLLAMA_COMPONENT, PROXY_COMPONENT
-from llmroute.render.names import MASTER_KEY_SUFFIX, OLLAMA_SUFFIX, PROXY_SUFFIX
+from llmroute.render.labels import OLLAMA_COMPONENT, PROXY_COMPONENT, REDIS_COMPONENT
+from llmroute.render.names import MASTER_KEY_SUFFIX, OLLAMA_SUFFIX, PROXY_SUFFIX, REDIS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,23 @@ CHILD_KINDS: Final = (
         True,
         True,
     ),
+    # The managed Redis (spec.redis.managed), gone when spec.redis goes or turns external.
+    ChildKind(
+        "apps/v1", "StatefulSet", "statefulsets", REDIS_COMPONENT, REDIS_SUFFIX, True, True, True
+    ),
+    ChildKind("v1", "Service", "services", REDIS_COMPONENT, REDIS_SUFFIX, True, True, True),
+    ChildKind(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        REDIS_COMPONENT,
+        REDIS_SUFFIX,
+        True,
+        True,
+        True,
+    ),
+    # Its password: generated once, never overwritten; deleted with the route (ownerReference).
+    ChildKind("v1", "Secret", "secrets", REDIS_COMPONENT, REDIS_SUFFIX, True, False, False),
     # spec.expose: an HTTPRoute (Gateway API) or an Ingress, named after the route like its
     # Service. The HTTPRoute's kind exists only where the Gateway API CRDs are installed.
     ChildKind(

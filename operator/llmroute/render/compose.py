@@ -34,6 +34,7 @@ from llmroute.render import render_route
 from llmroute.render.credentials import MASTER_KEY_ENV
 from llmroute.render.names import OLLAMA_PORT, PROXY_PORT, managed_ollama_url
 from llmroute.render.proxy import CONFIG_FILE, master_key_ref
+from llmroute.render.redis_connection import redis_connection
 
 PROXY_SERVICE: Final = "litellm"
 OLLAMA_SERVICE: Final = "ollama"
@@ -344,7 +345,7 @@ def _preferred_names(route: Route, master: SecretKeyRef) -> dict[tuple[str, str]
             if target.api_key_ref is not None:
                 ref = (target.api_key_ref.name, target.api_key_ref.key)
                 wanted.setdefault(ref, PROVIDER_KEY_VARIABLES[target.provider])
-    redis = route.router.redis
+    redis = redis_connection(route)
     if redis is not None and redis.password_ref is not None:
         ref = (redis.password_ref.name, redis.password_ref.key)
         wanted.setdefault(ref, REDIS_PASSWORD_VARIABLE)
@@ -370,10 +371,15 @@ def _uses(route: Route, master: SecretKeyRef) -> dict[tuple[str, str], str]:
             if target.credentials_secret is not None:
                 ref = (target.credentials_secret, "")
                 uses.setdefault(ref, f"{target.path}.credentialsSecretRef")
-    redis = route.router.redis
+    redis = redis_connection(route)
     if redis is not None and redis.password_ref is not None:
         ref = (redis.password_ref.name, redis.password_ref.key)
-        uses.setdefault(ref, "spec.router.redis.passwordSecretRef")
+        uses.setdefault(
+            ref,
+            "spec.redis.external.passwordSecretRef"
+            if route.redis is not None and route.redis.external is not None
+            else "the managed Redis's password (generated in a cluster)",
+        )
     for caller in route.callers:
         ref = (caller.key_ref.name, caller.key_ref.key)
         uses.setdefault(ref, f"{caller.path}.keySecretRef")

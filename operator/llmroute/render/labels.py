@@ -7,6 +7,7 @@ COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "llmroute"}
 PROXY_COMPONENT: Final = "proxy"
 OLLAMA_COMPONENT: Final = "ollama"
+REDIS_COMPONENT: Final = "redis"
 CONFIG_HASH_ANNOTATION: Final = "llmroute.dev/config-hash"
 # On a workload: the replica count the route asks for. Absent when an autoscaler owns it.
 REPLICAS_ANNOTATION: Final = "llmroute.dev/replicas"
@@ -50,6 +51,14 @@ def ollama_labels(route: str) -> dict[str, str]:
 
 def ollama_selector(route: str) -> dict[str, str]:
     return _selector(route, "ollama", OLLAMA_COMPONENT)
+
+
+def redis_labels(route: str) -> dict[str, str]:
+    return _labels(route, "redis", REDIS_COMPONENT)
+
+
+def redis_selector(route: str) -> dict[str, str]:
+    return _selector(route, "redis", REDIS_COMPONENT)
 
 
 def component_selector(component: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from llmroute.api.route import MULTI_VALUE_CREDENTIALS, Model, Route, Target
 from llmroute.render.credentials import LITELLM_MASTER_KEY_ENV, SecretEnvs, env_ref
 from llmroute.render.names import managed_ollama_url
 from llmroute.render.quota_effects import declared_order
+from llmroute.render.redis_connection import redis_connection
 from llmroute.render.sizing import (
     LimitDivision,
     LimitShare,
@@ -268,14 +269,16 @@ def _router_settings(
     if any("rpm" in d["litellm_params"] or "tpm" in d["litellm_params"] for d in model_list):
         # Without this check LiteLLM reads rpm/tpm only as routing weights.
         settings["optional_pre_call_checks"] = ["enforce_model_rate_limits"]
-    if router.redis is not None:
-        settings["redis_host"] = router.redis.host
-        settings["redis_port"] = router.redis.port
-        if router.redis.password_ref is not None:
-            ref = router.redis.password_ref
-            settings["redis_password"] = envs.ref(ref.name, ref.key)
+    redis = redis_connection(route)
+    if redis is not None:
+        settings["redis_host"] = redis.host
+        settings["redis_port"] = redis.port
+        if redis.password_ref is not None:
+            settings["redis_password"] = envs.ref(redis.password_ref.name, redis.password_ref.key)
         # Routes may share one Redis: keep each route's counters and cooldowns apart.
         settings["cache_kwargs"] = {"namespace": _redis_namespace(route)}
+        if redis.tls:
+            settings["cache_kwargs"]["ssl"] = True
     return settings
 
 
@@ -305,17 +308,21 @@ def _litellm_settings(route: Route, envs: SecretEnvs) -> dict[str, Any]:
         settings["custom_prometheus_tags"] = [f"task:{task}" for task in route.tasks]
     if router.cache_enabled:
         cache_params: dict[str, Any] = {"type": "local", "ttl": router.cache_ttl_seconds}
-        if router.redis is not None:
+        redis = redis_connection(route)
+        if redis is not None:
+            # One cache for every replica and worker: an answer is paid for once.
             cache_params = {
                 "type": "redis",
-                "host": router.redis.host,
-                "port": router.redis.port,
+                "host": redis.host,
+                "port": redis.port,
                 "ttl": router.cache_ttl_seconds,
                 "namespace": _redis_namespace(route),
             }
-            if router.redis.password_ref is not None:
-                ref = router.redis.password_ref
+            if redis.password_ref is not None:
+                ref = redis.password_ref
                 cache_params["password"] = envs.ref(ref.name, ref.key)
+            if redis.tls:
+                cache_params["ssl"] = True
         settings["cache"] = True
         settings["cache_params"] = cache_params
     return settings

@@ -10,10 +10,14 @@ from typing import Final
 
 PROXY_PORT: Final = 4000
 OLLAMA_PORT: Final = 11434
+REDIS_PORT: Final = 6379
 
 PROXY_SUFFIX: Final = "-litellm"
 OLLAMA_SUFFIX: Final = "-ollama"
 MASTER_KEY_SUFFIX: Final = "-master-key"
+REDIS_SUFFIX: Final = "-redis"
+# The key inside the generated "<route>-redis" Secret.
+REDIS_PASSWORD_SECRET_KEY: Final = "password"
 # The key inside the generated "<route>-master-key" Secret.
 MASTER_KEY_SECRET_KEY: Final = "masterKey"
 
@@ -41,6 +45,15 @@ def master_key_secret_name(route: str) -> str:
 def ollama_name(route: str) -> str:
     """StatefulSet, Service and NetworkPolicy of the route's managed Ollama."""
     return f"{route}{OLLAMA_SUFFIX}"
+
+
+def redis_name(route: str) -> str:
+    """StatefulSet, Service, NetworkPolicy and password Secret of the route's managed Redis."""
+    return f"{route}{REDIS_SUFFIX}"
+
+
+def managed_redis_host(route: str, namespace: str) -> str:
+    return f"{redis_name(route)}.{namespace}.svc"
 
 
 def endpoint(route: str, namespace: str) -> str:

@@ -52,7 +52,7 @@ class LimitProcesses:
     most: int  # the processes that may run at once (autoscaled to maxReplicas)
     replicas: tuple[int, int]  # fewest and most proxy replicas
     workers: int  # worker processes per replica
-    shared: bool  # the processes share their counters (spec.router.redis)
+    shared: bool  # the processes share their counters (spec.redis)
 
 
 def limit_processes(route: Route) -> LimitProcesses:
@@ -73,7 +73,7 @@ def limit_processes(route: Route) -> LimitProcesses:
         replicas = (scaling.min_replicas, scaling.max_replicas)
     else:
         replicas = (max(1, route.proxy.replicas),) * 2
-    if route.router.redis is not None:
+    if route.redis is not None:
         return LimitProcesses(1, 1, replicas, workers, shared=True)
     return LimitProcesses(replicas[0] * workers, replicas[1] * workers, replicas, workers, False)
 

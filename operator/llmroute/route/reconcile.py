@@ -28,7 +28,8 @@ from llmroute.payloads.gateway_auth import usable_key
 from llmroute.quota import quota_effects_for_route
 from llmroute.render import RenderedRoute, check_litellm_config, render_route
 from llmroute.render.children import prunable_children
-from llmroute.render.names import MASTER_KEY_SECRET_KEY
+from llmroute.render.labels import COMPONENT_LABEL, OLLAMA_COMPONENT
+from llmroute.render.names import MASTER_KEY_SECRET_KEY, REDIS_PASSWORD_SECRET_KEY
 from llmroute.render.proxy import master_key_ref
 from llmroute.route import ollama as ollama_status
 from llmroute.route.exposure import (
@@ -206,11 +207,13 @@ def _reconcile_locked(route: dict, optional_children: kopf.Index, logger: loggin
     try:
         if rendered.generated_secret is not None:
             _create_master_key_secret(api, rendered.generated_secret, owner, logger)
+        if rendered.generated_redis_secret is not None:
+            _create_redis_password_secret(api, rendered.generated_redis_secret, owner, logger)
         for obj in objects:
             applied = _apply(api, obj, autoscaled_from=autoscaled_from)
             if obj["kind"] == "Deployment":
                 deployment = applied
-            elif obj["kind"] == "StatefulSet":
+            elif _is_ollama_statefulset(obj):
                 statefulset = applied
     except _Refused as refused:
         # Passed the dry-run, refused now (a race, a quota, a permission taken away): what is
@@ -264,7 +267,7 @@ def _prepare_objects(
     """The rendered objects as they are applied: owned, the Ollama's volume claims kept."""
     objects, storage_message = [], None
     for obj in rendered.objects:
-        if obj["kind"] == "StatefulSet":
+        if _is_ollama_statefulset(obj):
             name = obj["metadata"]["name"]
             try:
                 existing = kube.get(api, "apps/v1", "StatefulSet", namespace, name)
@@ -396,7 +399,9 @@ def _missing_secrets(api: client.ApiClient, namespace: str, rendered: RenderedRo
 def _claimed_by_others(api: client.ApiClient, rendered: RenderedRoute, owner: dict) -> list[str]:
     """The children that exist already under another owner: never adopted or overwritten."""
     problems = []
-    generated = [rendered.generated_secret] if rendered.generated_secret is not None else []
+    generated = [
+        s for s in (rendered.generated_secret, rendered.generated_redis_secret) if s is not None
+    ]
     for obj in [*rendered.objects, *generated]:
         meta = obj["metadata"]
         existing = kube.get(api, obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
@@ -439,6 +444,28 @@ def _create_master_key_secret(
             name,
             MASTER_KEY_SECRET_KEY,
         )
+
+
+def _is_ollama_statefulset(obj: dict) -> bool:
+    """The managed Ollama's StatefulSet (the managed Redis's is another)."""
+    labels = obj["metadata"].get("labels") or {}
+    return obj["kind"] == "StatefulSet" and labels.get(COMPONENT_LABEL) == OLLAMA_COMPONENT
+
+
+def _create_redis_password_secret(
+    api: client.ApiClient, secret: dict, owner: dict, logger: logging.Logger
+) -> None:
+    """Create the managed Redis's password Secret with a random password, once. One that
+    exists is never written: the running Redis and proxies hold its password."""
+    secret = _owned(secret, owner)
+    name = secret["metadata"]["name"]
+    password = secrets.token_urlsafe(32)
+    try:
+        if kube.create(api, {**secret, "stringData": {REDIS_PASSWORD_SECRET_KEY: password}}):
+            logger.info("generated Redis password Secret %s", name)
+    except ApiException as error:
+        # The API's message names the Secret, never its data.
+        raise _Refused(_refusal("create", "Secret", name, error)) from error
 
 
 def _prune_optional_children(

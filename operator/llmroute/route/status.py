@@ -196,7 +196,8 @@ def limits_condition(
         )
     if division.exact:
         how = (
-            "the proxies share their counters in Redis"
+            "the proxies share their counters in Redis (while Redis is unreachable each "
+            "process counts on its own: docs/quota.md)"
             if processes.shared
             else "one LiteLLM process counts them"
         )
@@ -231,7 +232,7 @@ def limits_condition(
         "LimitsExact",
         False,
         reasons.DIVIDED_ACROSS_PROCESSES,
-        "without spec.router.redis each LiteLLM process counts rpm/tpm on its own; limits "
+        "without spec.redis each LiteLLM process counts rpm/tpm on its own; limits "
         f"are divided over {running}: {'; '.join(details)}. A process refuses at its share "
         "even while others have room, so under uneven load fewer requests than the limit pass",
         generation,
