@@ -7,6 +7,8 @@ installed where they run:
 - stream_usage.py: a LiteLLM callback that asks every streamed chat completion's provider
   for its usage, so streams are counted on every target; in the ConfigMap as
   llmroute_stream_usage.py. Standard library and litellm only.
+- file_reread.py: files the hooks above read per request, looked at no more than once a
+  second; in the ConfigMap as llmroute_file_reread.py, which they import. Standard library only.
 - ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
   serves Ollama and pulls the declared models before the pod turns Ready.
 
@@ -20,6 +22,7 @@ import functools
 import importlib.resources
 from typing import Final
 
+FILE_REREAD: Final = "file_reread.py"
 GATEWAY_AUTH: Final = "gateway_auth.py"
 OLLAMA_PULL: Final = "ollama_pull.sh"
 STREAM_USAGE: Final = "stream_usage.py"

@@ -18,7 +18,7 @@ import yaml
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
-from llmroute.payloads import GATEWAY_AUTH, STREAM_USAGE, payload_text
+from llmroute.payloads import FILE_REREAD, GATEWAY_AUTH, STREAM_USAGE, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy
 from llmroute.render.check import check_litellm_config, warm_up_config_check
 from llmroute.render.credentials import SecretEnvs
@@ -72,6 +72,11 @@ def stream_usage_module_source() -> str:
     return payload_text(STREAM_USAGE)
 
 
+def file_reread_module_source() -> str:
+    """The text of payloads/file_reread.py, shipped to the proxy as llmroute_file_reread.py."""
+    return payload_text(FILE_REREAD)
+
+
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -81,14 +86,15 @@ def config_hash(
 ) -> str:
     """sha256 prefix (16 hex) of what the proxy reads at start-up.
 
-    The config, the auth module and its policy, the stream-usage callback, and the layout of
-    the key files.
+    The config, the auth module and its policy, the stream-usage callback, the file re-read
+    helper they import, and the layout of the key files.
     """
     payload = _canonical(
         {
             "config": config,
             "authModule": auth_module_source(),
             "streamUsageModule": stream_usage_module_source(),
+            "fileRereadModule": file_reread_module_source(),
             "authPolicy": auth_policy,
             "keyFiles": key_files,
         }
@@ -131,6 +137,7 @@ def render_route(
         auth_module_source(),
         json.dumps(policy, indent=2, sort_keys=True) + "\n",
         stream_usage_module_source(),
+        file_reread_module=file_reread_module_source(),
     )
     objects = [
         config_map,

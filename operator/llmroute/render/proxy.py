@@ -33,6 +33,8 @@ CONFIG_DIR: Final = "/etc/litellm"
 CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
 STREAM_USAGE_MODULE_FILE: Final = "llmroute_stream_usage.py"
+# payloads/file_reread.py, which the hooks above import (CONFIG_DIR is on PYTHONPATH).
+FILE_REREAD_MODULE_FILE: Final = "llmroute_file_reread.py"
 # An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
 RUN_AS_USER: Final = 65532
 # Workers are recycled after this many requests (jittered, so they do not all restart at once),
@@ -56,6 +58,8 @@ def render_config_map(
     auth_module: str,
     auth_policy_json: str,
     stream_usage_module: str,
+    *,
+    file_reread_module: str,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -70,6 +74,7 @@ def render_config_map(
             AUTH_MODULE_FILE: auth_module,
             POLICY_FILE: auth_policy_json,
             STREAM_USAGE_MODULE_FILE: stream_usage_module,
+            FILE_REREAD_MODULE_FILE: file_reread_module,
         },
     }
 
