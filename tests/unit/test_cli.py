@@ -186,6 +186,7 @@ def test_render_compose_prints_a_compose_file(example: Path) -> None:
         "llmroute_auth.py",
         "llmroute_auth.json",
         "llmroute_stream_usage.py",
+        "llmroute_file_reread.py",
     }
 
 

@@ -278,6 +278,7 @@ def test_the_proxy_runs_as_the_deployment_says() -> None:
         "/etc/litellm/llmroute_auth.py",
         "/etc/litellm/llmroute_auth.json",
         "/etc/litellm/llmroute_stream_usage.py",
+        "/etc/litellm/llmroute_file_reread.py",
     }
     assert "/health/readiness" in " ".join(service["healthcheck"]["test"])
 
