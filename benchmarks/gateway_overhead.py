@@ -296,6 +296,25 @@ def bare_pod(upstream_base: str, *, workers: int) -> PodInputs:
     )
 
 
+def one_worker(inputs: PodInputs) -> PodInputs:
+    """The pod with one worker, so no uvicorn supervisor: one that pings its workers every
+    5 s and kills a worker that is slow to answer while it imports litellm, which on a busy
+    machine it may do again and again (releases before 1.106 cannot lengthen that timeout)."""
+    inputs = copy.deepcopy(inputs)
+    container = inputs.pod["spec"]["containers"][0]
+    args = list(container.get("args") or [])
+    for option in (
+        "--num_workers",
+        "--max_requests_before_restart",
+        "--max_requests_before_restart_jitter",
+    ):
+        if option in args:
+            index = args.index(option)
+            del args[index : index + 2]
+    container["args"] = [*args, "--num_workers", "1"]
+    return inputs
+
+
 def pod_workers(inputs: PodInputs) -> int:
     """The --num_workers a pod's container passes (1 when it passes none)."""
     args = inputs.pod["spec"]["containers"][0].get("args") or []
@@ -629,7 +648,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     proxies.append(
                         start_proxy(
                             f"alt-{name}",
-                            sources[name],
+                            one_worker(sources[name]),
                             workdir,
                             args.proxy_cpus,
                             PROXY_IPS[f"alt-{name}"],
@@ -921,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-dir",
         type=Path,
-        default=REPO_ROOT / "benchmarks" / "results" / "profiles",
+        default=Path(tempfile.gettempdir()) / "llmroute-gateway-profiles",
         help="where the collapsed stacks and flame graphs go",
     )
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/)")
