@@ -304,6 +304,10 @@ def test_workers_follow_cpu_and_memory_limits() -> None:
     # Recycling needs uvicorn's supervisor, which runs with two workers or more.
     assert "--max_requests_before_restart" not in workers({"limits": {"cpu": "1"}})
     assert "--max_requests_before_restart" in workers({"limits": {"cpu": "2"}})
+    # The supervisor's ping waits longer than uvicorn's 5 s for a worker busy importing litellm.
+    several = workers({"limits": {"cpu": "2"}})
+    assert several[several.index("--timeout_worker_healthcheck") + 1] == "30"
+    assert "--timeout_worker_healthcheck" not in workers({"limits": {"cpu": "1"}})
 
 
 def test_rate_limits_are_split_across_processes_without_redis() -> None:
