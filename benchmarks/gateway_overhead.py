@@ -13,6 +13,12 @@ Three paths to one fake OpenAI upstream that answers after a fixed delay (defaul
                 logLevel), the master key from PROXY_MASTER_KEY, the provider key through
                 envFrom, the config at /etc/litellm/config.yaml by subPath. Same model_list and
                 router_settings as (b), plus the prometheus callback.
+(d) bare        LiteLLM's floor: the same pinned release with a minimal config (the one model,
+                a master key, no callbacks, no custom auth, LiteLLM's default logging) and
+                (b)'s number of workers, so (b) / (d) is what llmroute's config adds.
+
+With --alt-litellm PATH (the `litellm` of a second venv holding another release), (b) and (d)
+run once more on that release: "alt-llmroute" and "alt-bare".
 
 (b) and (c) run pinned to the same core (--proxy-cpus), the upstream fake and the load
 generator to another (--client-cpus), each in a process of its own. Every level runs (a),
@@ -44,6 +50,7 @@ import yaml
 
 from benchmarks import REPO_ROOT
 from benchmarks.common import load_average, machine, now_iso, ratio, rss_kib, write_results
+from benchmarks.profiling import Sampler, summarize
 from llmroute.api.route import parse_route
 from llmroute.render import render_route
 from llmroute.render.names import MASTER_KEY_SECRET_KEY
@@ -64,10 +71,17 @@ PROVIDER_SECRET = "provider-keys"
 PROVIDER_KEY = "sk-upstream-bench"
 MASTER_KEY = "sk-bench-master-0123456789abcdef"
 # Loopback addresses of their own (the local cluster's pods use 127.0.1.0/24), one per proxy.
-PROXY_IPS = {"llmroute": "127.0.3.1", "chart": "127.0.3.2"}
+PROXY_IPS = {
+    "llmroute": "127.0.3.1",
+    "chart": "127.0.3.2",
+    "bare": "127.0.3.3",
+    "alt-llmroute": "127.0.3.4",
+    "alt-bare": "127.0.3.5",
+}
 CHART_CONFIG_MAP = "litellm-config"
 CHART_MASTER_SECRET = "litellm-masterkey"
 CHART_ENV_SECRET = "litellm-env"
+BARE_CONFIG_MAP = "bare-litellm-config"
 
 
 # -- the route and the two proxy pods ------------------------------------------------------------
@@ -218,6 +232,95 @@ def chart_pod(rendered_config: dict[str, Any], *, log_level: str = "INFO") -> Po
     )
 
 
+def bare_config(upstream_base: str) -> dict[str, Any]:
+    """(d)'s config.yaml: one OpenAI model and a master key, nothing else."""
+    return {
+        "model_list": [
+            {
+                "model_name": MODEL,
+                "litellm_params": {
+                    "model": f"openai/{UPSTREAM_MODEL}",
+                    "api_base": upstream_base,
+                    "api_key": "os.environ/OPENAI_API_KEY",
+                },
+            }
+        ],
+        "general_settings": {"master_key": "os.environ/PROXY_MASTER_KEY"},
+    }
+
+
+def bare_pod(upstream_base: str, *, workers: int) -> PodInputs:
+    """(d): `litellm --config ... --num_workers N`, the minimal config, LiteLLM's defaults."""
+    container = {
+        "name": "litellm",
+        "command": ["litellm"],
+        "args": ["--config", "/etc/litellm/config.yaml", "--num_workers", str(workers)],
+        "ports": [{"name": "http", "containerPort": 4000, "protocol": "TCP"}],
+        "env": [
+            {
+                "name": "PROXY_MASTER_KEY",
+                "valueFrom": {"secretKeyRef": {"name": CHART_MASTER_SECRET, "key": "masterkey"}},
+            },
+            # Start-up only: the local stand-in cannot build the admin UI in its directory.
+            {"name": "DISABLE_ADMIN_UI", "value": "True"},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "envFrom": [{"secretRef": {"name": CHART_ENV_SECRET}}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/litellm"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    template = {
+        "metadata": {"labels": {"app.kubernetes.io/name": "litellm-bare"}},
+        "spec": {
+            "containers": [container],
+            "volumes": [
+                {"name": "config", "configMap": {"name": BARE_CONFIG_MAP}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }
+    config_map = {
+        "metadata": {"name": BARE_CONFIG_MAP},
+        "data": {"config.yaml": yaml.safe_dump(bare_config(upstream_base), sort_keys=False)},
+    }
+    secrets = {
+        CHART_MASTER_SECRET: _secret(CHART_MASTER_SECRET, masterkey=MASTER_KEY),
+        CHART_ENV_SECRET: _secret(CHART_ENV_SECRET, OPENAI_API_KEY=PROVIDER_KEY),
+    }
+    return PodInputs(
+        _pod("litellm-bare-0", PROXY_IPS["bare"], template),
+        secrets,
+        {BARE_CONFIG_MAP: config_map},
+    )
+
+
+def one_worker(inputs: PodInputs) -> PodInputs:
+    """The pod with one worker, so no uvicorn supervisor: one that pings its workers every
+    5 s and kills a worker that is slow to answer while it imports litellm, which on a busy
+    machine it may do again and again (releases before 1.106 cannot lengthen that timeout)."""
+    inputs = copy.deepcopy(inputs)
+    container = inputs.pod["spec"]["containers"][0]
+    args = list(container.get("args") or [])
+    for option in (
+        "--num_workers",
+        "--max_requests_before_restart",
+        "--max_requests_before_restart_jitter",
+    ):
+        if option in args:
+            index = args.index(option)
+            del args[index : index + 2]
+    container["args"] = [*args, "--num_workers", "1"]
+    return inputs
+
+
+def pod_workers(inputs: PodInputs) -> int:
+    """The --num_workers a pod's container passes (1 when it passes none)."""
+    args = inputs.pod["spec"]["containers"][0].get("args") or []
+    return int(args[args.index("--num_workers") + 1]) if "--num_workers" in args else 1
+
+
 # -- variants: the same pods changed one way, to find what a setting is worth ----------------------
 
 
@@ -332,14 +435,33 @@ class Target:
     launch: ProxyLaunch | None = None
 
 
-def start_proxy(name: str, inputs: PodInputs, workdir: Path, cpus: str | None, host: str) -> Target:
+def start_proxy(
+    name: str,
+    inputs: PodInputs,
+    workdir: Path,
+    cpus: str | None,
+    host: str,
+    *,
+    litellm: Path | None = None,
+) -> Target:
     pod = copy.deepcopy(inputs.pod)
     pod["status"]["podIP"] = host
     launch = plan_proxy_launch(
-        pod, secrets=inputs.secrets, configmaps=inputs.configmaps, pod_dir=workdir / name
+        pod,
+        secrets=inputs.secrets,
+        configmaps=inputs.configmaps,
+        pod_dir=workdir / name,
+        litellm=litellm,
     )
     launch = dataclasses.replace(launch, argv=tuple(_pinned(launch.argv, cpus)))
     process = launch_proxy(launch, workdir / f"{name}.log")
+    try:
+        # One at a time: LiteLLM's start-up is seconds of CPU per worker, and several proxies
+        # starting at once on a busy machine can take minutes.
+        wait_http_ok(launch.health_url, 300, process=process)
+    except BaseException:
+        process.stop(grace=5)
+        raise
     return Target(
         name,
         f"{launch.url}/v1/chat/completions",
@@ -425,6 +547,7 @@ def run_loadgen(
         result["proxy_cpu_s"] = round(cpu, 2)
         # Includes the warm-up's requests too: a rough CPU cost per answered request.
         served = result["ok"] + warmup * (result["requests_per_s"] or 0)
+        result["proxy_served"] = round(served, 1)
         result["proxy_cpu_ms_per_request"] = round(cpu / served * 1000, 2) if served else None
         result["proxy_rss_mib"] = group_rss_mib(target.process.pid)
     result["load_average_before"] = load_before
@@ -507,16 +630,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="llmroute-bench-gateway-"))
     with upstream(args.delay, args.client_cpus, nagle=args.nagle) as base:
         llmroute_inputs, rendered_config = llmroute_pod(base, cpu=args.proxy_cpu_limit)
-        sources = {"llmroute": llmroute_inputs, "chart": chart_pod(rendered_config)}
+        sources = {
+            "llmroute": llmroute_inputs,
+            "chart": chart_pod(rendered_config),
+            "bare": bare_pod(base, workers=pod_workers(llmroute_inputs)),
+        }
         proxies: list[Target] = []
         try:
-            proxies.append(
-                start_proxy(
-                    "llmroute", llmroute_inputs, workdir, args.proxy_cpus, PROXY_IPS["llmroute"]
+            for name in ("llmroute", "chart", "bare"):
+                proxies.append(
+                    start_proxy(name, sources[name], workdir, args.proxy_cpus, PROXY_IPS[name])
                 )
-            )
-            proxies.append(
-                start_proxy("chart", sources["chart"], workdir, args.proxy_cpus, PROXY_IPS["chart"])
+            if args.alt_litellm:
+                args.alt_litellm = args.alt_litellm.absolute()
+                results["settings"]["alt_litellm"] = litellm_version(args.alt_litellm)
+                for name in ("llmroute", "bare"):
+                    proxies.append(
+                        start_proxy(
+                            f"alt-{name}",
+                            one_worker(sources[name]),
+                            workdir,
+                            args.proxy_cpus,
+                            PROXY_IPS[f"alt-{name}"],
+                            litellm=args.alt_litellm,
+                        )
+                    )
+            results["settings"]["litellm"] = litellm_version(
+                Path(sys.executable).parent / "litellm"
             )
             for index, variant in enumerate(variants):
                 if variant.startswith(WORKERS_VARIANT):
@@ -528,9 +668,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proxies.append(
                     start_proxy(variant, inputs, workdir, args.proxy_cpus, f"127.0.3.{10 + index}")
                 )
-            for proxy in proxies:
-                assert proxy.launch is not None and proxy.process is not None
-                wait_http_ok(proxy.launch.health_url, 240, process=proxy.process)
             results["argv"] = {p.name: list(p.launch.argv) for p in proxies if p.launch}
             direct = Target("direct", f"{base}/chat/completions", PROVIDER_KEY, UPSTREAM_MODEL)
             targets = [direct, *proxies]
@@ -565,11 +702,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "levels": [combine(runs[target.name][c]) for c in levels],
                     "runs": [runs[target.name][c] for c in levels],
                 }
+            if args.profile:
+                results["profiles"] = profile_proxies(
+                    [p for p in proxies if p.name in args.profile.split(",")],
+                    concurrency=args.profile_concurrency,
+                    duration=args.profile_duration,
+                    cpus=args.client_cpus,
+                    out_dir=args.profile_dir,
+                )
         finally:
             for proxy in proxies:
                 if proxy.process is not None:
                     proxy.process.stop(grace=10)
     results["comparison"] = compare(results["paths"], levels, args.delay)
+    results["summary"] = summary(results["paths"], results["comparison"])
     results["load_average_end"] = load_average()
     results["finished"] = now_iso()
     if not args.keep_workdir:
@@ -609,6 +755,8 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "latency": {key: median([r["latency"][key] for r in runs]) for key in runs[0]["latency"]},
         "generator_cpu": max(r["generator_cpu"] or 0 for r in runs),
         "proxy_cpu_ms_per_request": median([r.get("proxy_cpu_ms_per_request") for r in runs]),
+        "proxy_cpu_s": round(sum(r.get("proxy_cpu_s") or 0 for r in runs), 2),
+        "proxy_served": round(sum(r.get("proxy_served") or 0 for r in runs), 1),
         "proxy_rss_mib": median([r.get("proxy_rss_mib") for r in runs]),
         "load_average_before": runs[0]["load_average_before"],
         "load_average_after": runs[-1]["load_average_after"],
@@ -623,6 +771,7 @@ def compare(paths: dict[str, Any], levels: list[int], delay: float) -> list[dict
         direct = paths["direct"]["levels"][index]
         ours = paths["llmroute"]["levels"][index]
         chart = paths["chart"]["levels"][index]
+        bare = paths["bare"]["levels"][index]
 
         def overhead(key: str, ours: dict[str, Any] = ours, direct: dict[str, Any] = direct):
             a, b = direct["latency"][key], ours["latency"][key]
@@ -636,6 +785,12 @@ def compare(paths: dict[str, Any], levels: list[int], delay: float) -> list[dict
                 "throughput_llmroute_over_chart": ratio(
                     ours["requests_per_s"], chart["requests_per_s"]
                 ),
+                "throughput_llmroute_over_bare": ratio(
+                    ours["requests_per_s"], bare["requests_per_s"]
+                ),
+                "cpu_per_request_llmroute_over_bare": ratio(
+                    ours["proxy_cpu_ms_per_request"], bare["proxy_cpu_ms_per_request"]
+                ),
                 # The closed-loop ceiling is concurrency / delay: near 1, the generator keeps up.
                 "throughput_direct_over_ideal": ratio(
                     direct["requests_per_s"], concurrency / delay
@@ -643,6 +798,88 @@ def compare(paths: dict[str, Any], levels: list[int], delay: float) -> list[dict
             }
         )
     return rows
+
+
+def cpu_ms_per_request(path: dict[str, Any]) -> float | None:
+    """A path's proxy CPU over every request it served, all levels and rounds together."""
+    cpu = sum(level.get("proxy_cpu_s") or 0 for level in path["levels"])
+    served = sum(level.get("proxy_served") or 0 for level in path["levels"])
+    return round(cpu / served * 1000, 2) if served else None
+
+
+def summary(paths: dict[str, Any], comparison: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline ratios, and the two lines docs/benchmarks.md quotes."""
+    cpu = {name: cpu_ms_per_request(path) for name, path in paths.items() if name != "direct"}
+    cpu_ratio = ratio(cpu["llmroute"], cpu["bare"])
+    at_10 = next((r for r in comparison if r["concurrency"] == 10), None)
+    throughput_ratio = at_10["throughput_llmroute_over_chart"] if at_10 else None
+    return {
+        "cpu_ms_per_request": cpu,
+        "cpu_llmroute_over_bare": cpu_ratio,
+        "throughput_llmroute_over_chart_at_10": throughput_ratio,
+        "lines": [
+            f"llmroute / bare LiteLLM CPU per request: {cpu_ratio}",
+            f"llmroute / LiteLLM chart default throughput at concurrency 10: {throughput_ratio}",
+        ],
+    }
+
+
+def litellm_version(litellm: Path) -> str | None:
+    """The release of the litellm package next to a `litellm` executable."""
+    python = litellm.parent / "python"
+    out = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() or None
+
+
+def profile_proxies(
+    proxies: list[Target],
+    *,
+    concurrency: int,
+    duration: float,
+    cpus: str | None,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """py-spy on each proxy (every worker) under the same load, after the measured rounds:
+    collapsed stacks for the accounting and a flame graph (SVG) to look at."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profiles: dict[str, Any] = {}
+    for proxy in proxies:
+        assert proxy.process is not None
+        raw = out_dir / f"gateway-{proxy.name}.txt"
+        svg = out_dir / f"gateway-{proxy.name}.svg"
+        samplers = [
+            Sampler(proxy.process.pid, raw, rate=PROFILE_RATE),
+            Sampler(proxy.process.pid, svg, rate=PROFILE_RATE, output_format="flamegraph"),
+        ]
+        if not all(sampler.start() for sampler in samplers):
+            return {"skipped": "py-spy is not installed (the test extra pins it)"}
+        try:
+            load = run_loadgen(
+                proxy,
+                concurrency=concurrency,
+                requests=None,
+                duration=duration,
+                warmup=0,
+                cpus=cpus,
+            )
+        finally:
+            for sampler in samplers:
+                sampler.stop()
+        profiles[proxy.name] = {
+            "collapsed": str(raw),
+            "flamegraph": str(svg),
+            "requests": load["ok"],
+            "summary": summarize(raw, top=40),
+        }
+    return profiles
+
+
+# Samples per second per process: enough for shares of a few percent in a 20 s window.
+PROFILE_RATE = 200
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -687,6 +924,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave Nagle's algorithm on in the upstream fake (+40 ms per answer)",
     )
+    parser.add_argument(
+        "--alt-litellm",
+        type=Path,
+        help="the `litellm` executable of a second venv with another release: (b) and (d) "
+        "run on it too",
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="proxies to profile with py-spy after the measured rounds, e.g. llmroute,bare",
+    )
+    parser.add_argument("--profile-concurrency", type=int, default=10)
+    parser.add_argument("--profile-duration", type=float, default=20.0)
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "llmroute-gateway-profiles",
+        help="where the collapsed stacks and flame graphs go",
+    )
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/)")
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args(argv)
@@ -694,6 +950,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     out = write_results(results, args.out, "gateway")
     print(json.dumps(results["comparison"], indent=2))
+    for line in results["summary"]["lines"]:
+        print(line)
     print(f"results: {out}")
     return 0
 

@@ -1,6 +1,6 @@
 """Where a process spends its time, sampled from outside with py-spy (no code change needed).
 
-py-spy is not a dependency of llmroute: `.venv/bin/pip install py-spy`. Without it, the
+py-spy is pinned in the test extra (not a dependency of llmroute itself). Without it, the
 harnesses skip profiling and say so in their results.
 """
 
@@ -24,10 +24,12 @@ def py_spy() -> str | None:
 class Sampler:
     """`py-spy record` of one process into collapsed stacks, from start() to stop()."""
 
-    def __init__(self, pid: int, out: Path, rate: int = 50) -> None:
+    def __init__(self, pid: int, out: Path, rate: int = 50, output_format: str = "raw") -> None:
         self.pid = pid
         self.out = out
         self.rate = rate
+        # "raw": collapsed stacks (summarize, share); "flamegraph": an SVG.
+        self.output_format = output_format
         self._popen: subprocess.Popen | None = None
 
     def start(self) -> bool:
@@ -39,7 +41,7 @@ class Sampler:
                 binary,
                 "record",
                 "--format",
-                "raw",
+                self.output_format,
                 "--rate",
                 str(self.rate),
                 # Sampling without pausing the process: its timings stay as they are.

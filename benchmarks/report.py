@@ -19,10 +19,18 @@ PATH_LABELS = {
     "direct": "(a) direct to the upstream",
     "llmroute": "(b) proxy as llmroute renders it",
     "chart": "(c) proxy as LiteLLM's Helm chart runs it",
+    "bare": "(d) bare LiteLLM, minimal config",
+    "alt-llmroute": "(b) on the other LiteLLM release",
+    "alt-bare": "(d) on the other LiteLLM release",
 }
 
 
-SHORT_LABELS = {"direct": "(a) direct", "llmroute": "(b) llmroute", "chart": "(c) chart"}
+SHORT_LABELS = {
+    "direct": "(a) direct",
+    "llmroute": "(b) llmroute",
+    "chart": "(c) chart",
+    "bare": "(d) bare LiteLLM",
+}
 
 
 def _cell(value: Any) -> str:
@@ -56,15 +64,24 @@ def gateway_tables(result: dict[str, Any]) -> str:
     lines += [
         "",
         "| concurrency | overhead p50 ms (b - a) | overhead p99 ms (b - a) "
-        "| throughput (b) / (c) | (a) / ideal |",
-        "|---:|---:|---:|---:|---:|",
+        "| throughput (b) / (c) | throughput (b) / (d) | CPU per request (b) / (d) "
+        "| (a) / ideal |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["comparison"]:
         lines.append(
             f"| {row['concurrency']} | {_cell(row['overhead_p50_ms'])} "
             f"| {_cell(row['overhead_p99_ms'])} | {_cell(row['throughput_llmroute_over_chart'])} "
+            f"| {_cell(row.get('throughput_llmroute_over_bare'))} "
+            f"| {_cell(row.get('cpu_per_request_llmroute_over_bare'))} "
             f"| {_cell(row['throughput_direct_over_ideal'])} |"
         )
+    summary = result.get("summary")
+    if summary:
+        lines += ["", "| path | proxy CPU ms/request, all levels |", "|---|---:|"]
+        for name, cpu in summary["cpu_ms_per_request"].items():
+            lines.append(f"| {PATH_LABELS.get(name, name)} | {_cell(cpu)} |")
+        lines += ["", "```", *summary["lines"], "```"]
     return "\n".join(lines)
 
 

@@ -93,7 +93,7 @@ def test_harnesses_produce_well_formed_results(tmp_path: Path) -> None:
 
     gateway_result = json.loads(gateway_out.read_text())
     assert gateway_result["benchmark"] == "gateway"
-    assert set(gateway_result["paths"]) == {"direct", "llmroute", "chart"}
+    assert set(gateway_result["paths"]) == {"direct", "llmroute", "chart", "bare"}
     for path in gateway_result["paths"].values():
         assert [level["concurrency"] for level in path["levels"]] == [1, 2]
         for level in path["levels"]:
@@ -103,6 +103,17 @@ def test_harnesses_produce_well_formed_results(tmp_path: Path) -> None:
     assert [row["concurrency"] for row in gateway_result["comparison"]] == [1, 2]
     assert "--num_workers" in gateway_result["argv"]["llmroute"]
     assert "--num_workers" not in gateway_result["argv"]["chart"]
+    # (d) bare LiteLLM runs (b)'s number of workers, so the two differ by their config only.
+    workers = gateway_result["argv"]["llmroute"].index("--num_workers") + 1
+    bare_workers = gateway_result["argv"]["bare"].index("--num_workers") + 1
+    assert (
+        gateway_result["argv"]["llmroute"][workers] == gateway_result["argv"]["bare"][bare_workers]
+    )
+    cpu = gateway_result["summary"]["cpu_ms_per_request"]
+    assert cpu["llmroute"] > 0 and cpu["bare"] > 0
+    lines = gateway_result["summary"]["lines"]
+    assert lines[0].startswith("llmroute / bare LiteLLM CPU per request: ")
+    assert lines[1].startswith("llmroute / LiteLLM chart default throughput at concurrency 10: ")
 
 
 def test_streaming_harness_produces_well_formed_results(tmp_path: Path) -> None:

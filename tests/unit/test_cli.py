@@ -188,6 +188,7 @@ def test_render_compose_prints_a_compose_file(example: Path) -> None:
         "llmroute_stream_usage.py",
         "llmroute_quota_routing.py",
         "llmroute_quota.json",
+        "llmroute_file_reread.py",
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmroute.payloads import gateway_auth
+from llmroute.payloads import file_reread, gateway_auth
 from llmroute.payloads.gateway_auth import GatewayAuth, GatewayAuthError, request_tags
 from manifests import OLD_RENDER_PLACEHOLDER, render_manifest
 
@@ -33,8 +33,28 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(fresh, path)
 
 
+class FakeClock:
+    """The file re-read helper's clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = file_reread.REREAD_INTERVAL_SECONDS) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(file_reread, "monotonic", fake)
+    return fake
+
+
+@pytest.fixture
+def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Path:
     """The rendered policy of golden/callers-access, with keys in a temporary keys directory."""
     route = yaml.safe_load((GOLDEN / "callers-access" / "route.yaml").read_text())
     rendered = render_manifest(route)
@@ -86,43 +106,64 @@ def test_missing_or_wrong_keys_get_401(keys: Path, key: str | None) -> None:
     assert error.error_type == "auth_error"
 
 
-def test_rotated_key_takes_effect_without_restart(keys: Path) -> None:
+def test_rotated_key_takes_effect_without_restart(keys: Path, clock: FakeClock) -> None:
     gateway = auth()
     assert gateway.authenticate(BILLING).name == "billing"
     write_atomically(keys / "callers/billing/key", "billing-key-rotated")
+    clock.advance()
     refused(401, gateway.authenticate, BILLING)
     assert gateway.authenticate("billing-key-rotated").name == "billing"
     # A rewrite in place (a different size, same inode) is noticed too.
     (keys / "callers/billing/key").write_text("billing-key-rotated-again")
+    clock.advance()
     refused(401, gateway.authenticate, "billing-key-rotated")
     assert gateway.authenticate("billing-key-rotated-again").name == "billing"
 
 
-def test_a_removed_key_file_revokes_the_key(keys: Path) -> None:
+def test_key_files_are_looked_at_no_more_than_once_a_second(keys: Path, clock: FakeClock) -> None:
+    gateway = auth()
+    assert gateway.authenticate(BILLING).name == "billing"
+    write_atomically(keys / "callers/billing/key", "billing-key-rotated")
+    clock.advance(file_reread.REREAD_INTERVAL_SECONDS / 2)
+    # Within the interval the file is not looked at: the old key still works.
+    assert gateway.authenticate(BILLING).name == "billing"
+    clock.advance(file_reread.REREAD_INTERVAL_SECONDS / 2)
+    refused(401, gateway.authenticate, BILLING)
+
+
+def test_a_removed_key_file_revokes_the_key(keys: Path, clock: FakeClock) -> None:
     assert auth().authenticate(SUPPORT).name == "support-bot"
     (keys / "callers/support-bot/api-key").unlink()
+    clock.advance()
     refused(401, auth().authenticate, SUPPORT)
 
 
-def test_master_key_comes_only_from_its_file(keys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_master_key_comes_only_from_its_file(
+    keys: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
     # No fallback to the environment: what the pod started with must not outlive revocation.
     monkeypatch.setenv("LLMROUTE_MASTER_KEY", MASTER)
     monkeypatch.setenv(gateway_auth.LITELLM_MASTER_KEY_ENV, "sk-litellm-own-key")
     refused(401, auth().authenticate, "sk-litellm-own-key")
     write_atomically(keys / "master/token", "")
+    clock.advance()
     refused(401, auth().authenticate, MASTER)
     write_atomically(keys / "master/token", MASTER)
+    clock.advance()
     assert auth().authenticate(MASTER).is_master
     (keys / "master/token").unlink()
+    clock.advance()
     refused(401, auth().authenticate, MASTER)
 
 
-def test_the_old_render_placeholder_never_authenticates(keys: Path) -> None:
+def test_the_old_render_placeholder_never_authenticates(keys: Path, clock: FakeClock) -> None:
     placeholder = OLD_RENDER_PLACEHOLDER
     assert not gateway_auth.usable_key(placeholder) and not gateway_auth.usable_key("")
     write_atomically(keys / "master/token", placeholder + "\n")
+    clock.advance()
     refused(401, auth().authenticate, placeholder)
     write_atomically(keys / "callers/billing/key", placeholder)
+    clock.advance()
     refused(401, auth().authenticate, placeholder)
 
 
@@ -293,12 +334,14 @@ def test_quota_rejected_models_answer_429(keys: Path) -> None:
     refused(429, authorize, MASTER, endpoint="/fallback/{model}", path={"model": "smart"})
 
 
-def set_exhausted_budgets(entries: list[dict[str, Any]]) -> None:
-    """Change the live part of the policy, as the operator does while the proxy runs."""
+def set_exhausted_budgets(entries: list[dict[str, Any]], clock: FakeClock) -> None:
+    """Change the live part of the policy, as the operator does while the proxy runs, and let
+    the time pass after which the hook looks at its files again."""
     policy_file = Path(os.environ[gateway_auth.POLICY_ENV])
     policy = json.loads(policy_file.read_text())
     policy[gateway_auth.EXHAUSTED_BUDGETS_KEY] = entries
     write_atomically(policy_file, json.dumps(policy))
+    clock.advance()
 
 
 def budget(quota: str, *, caller=None, tag=None, models=("smart",)) -> dict[str, Any]:
@@ -311,9 +354,9 @@ def budget(quota: str, *, caller=None, tag=None, models=("smart",)) -> dict[str,
     }
 
 
-def test_an_exhausted_caller_budget_refuses_that_caller_only(keys: Path) -> None:
+def test_an_exhausted_caller_budget_refuses_that_caller_only(keys: Path, clock: FakeClock) -> None:
     authorize(SUPPORT, model="smart")
-    set_exhausted_budgets([budget("support-daily", caller="support-bot")])
+    set_exhausted_budgets([budget("support-daily", caller="support-bot")], clock)
     error = refused(429, authorize, SUPPORT, model="smart")
     assert error.message == "the budget of ModelQuota 'support-daily' is exhausted"
     assert error.error_type == "budget_exceeded"
@@ -326,12 +369,16 @@ def test_an_exhausted_caller_budget_refuses_that_caller_only(keys: Path) -> None
     authorize(BILLING, model="summarizer", tags=["summarize"])
     authorize(MASTER, model="smart")
     # Back under budget (a new period): the operator empties the list; no restart.
-    set_exhausted_budgets([])
+    set_exhausted_budgets([], clock)
     authorize(SUPPORT, model="smart")
 
 
-def test_an_exhausted_task_budget_refuses_requests_of_that_task(keys: Path) -> None:
-    set_exhausted_budgets([budget("summarize-monthly", tag="summarize", models=["summarizer"])])
+def test_an_exhausted_task_budget_refuses_requests_of_that_task(
+    keys: Path, clock: FakeClock
+) -> None:
+    set_exhausted_budgets(
+        [budget("summarize-monthly", tag="summarize", models=["summarizer"])], clock
+    )
     # Whichever form the tag takes, whoever sends it.
     refused(429, authorize, BILLING, model="summarizer", tags=["task:summarize"])
     refused(429, authorize, BILLING, model="summarizer", tags=["summarize"])
@@ -341,17 +388,17 @@ def test_an_exhausted_task_budget_refuses_requests_of_that_task(keys: Path) -> N
     authorize(SUPPORT, model="smart", tags=["task:summarize"])
 
 
-def test_a_caller_and_task_budget_needs_both(keys: Path) -> None:
+def test_a_caller_and_task_budget_needs_both(keys: Path, clock: FakeClock) -> None:
     set_exhausted_budgets(
-        [budget("support-triage", caller="support-bot", tag="triage", models=["smart"])]
+        [budget("support-triage", caller="support-bot", tag="triage", models=["smart"])], clock
     )
     refused(429, authorize, SUPPORT, model="smart", tags=["task:triage"])
     authorize(SUPPORT, model="smart")
     authorize(MASTER, model="smart", tags=["task:triage"])
 
 
-def test_a_malformed_budget_list_refuses_nothing(keys: Path) -> None:
-    set_exhausted_budgets(["not an entry", {"caller": "support-bot"}])  # type: ignore[list-item]
+def test_a_malformed_budget_list_refuses_nothing(keys: Path, clock: FakeClock) -> None:
+    set_exhausted_budgets(["not an entry", {"caller": "support-bot"}], clock)  # type: ignore[list-item]
     authorize(SUPPORT, model="smart")
 
 
@@ -365,15 +412,24 @@ def test_request_tags_are_read_where_litellm_reads_them() -> None:
     assert request_tags({}, {"metadata": "not a dict"}) == []
 
 
-def test_shipped_module_imports_only_the_standard_library_and_litellm() -> None:
-    tree = ast.parse(Path(gateway_auth.__file__).read_text())
+def _imported_modules(path: str) -> set[str]:
     modules = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(Path(path).read_text())):
         if isinstance(node, ast.Import):
             modules |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             modules.add(node.module.split(".")[0])
-    assert modules - set(sys.stdlib_module_names) == {"litellm"}
+    return modules - set(sys.stdlib_module_names)
+
+
+def test_shipped_module_imports_only_the_standard_library_and_litellm() -> None:
+    # llmroute_file_reread is shipped next to it; llmroute only where the package is installed.
+    assert _imported_modules(gateway_auth.__file__) == {
+        "litellm",
+        "llmroute_file_reread",
+        "llmroute",
+    }
+    assert _imported_modules(file_reread.__file__) == set()
 
 
 # -- through LiteLLM's own types (imports litellm: a few seconds, once) ----------------------
@@ -506,15 +562,21 @@ def test_litellm_hook_lets_public_routes_through(keys: Path) -> None:
     assert hook("/health/liveliness", "").api_key is None
 
 
-def test_module_works_when_loaded_the_way_litellm_loads_it(keys: Path, tmp_path: Path) -> None:
+def test_module_works_when_loaded_the_way_litellm_loads_it(
+    keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # LiteLLM executes the file next to config.yaml without registering it in sys.modules.
     import importlib.util
 
     shipped = tmp_path / "llmroute_auth.py"
     shipped.write_text(Path(gateway_auth.__file__).read_text())
+    # With the helper it imports next to it, on the path, as in the pod.
+    (tmp_path / "llmroute_file_reread.py").write_text(Path(file_reread.__file__).read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
     spec = importlib.util.spec_from_file_location("llmroute_auth", shipped)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert "llmroute_auth" not in sys.modules
+    assert module.FileReread.__module__ == "llmroute_file_reread"
     assert module.gateway().authenticate(BILLING).name == "billing"

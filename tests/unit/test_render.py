@@ -27,13 +27,20 @@ from llmroute.api.validation import (
     RESERVED_PROXY_ENV,
     RESERVED_PROXY_ENV_PREFIX,
 )
-from llmroute.payloads import QUOTA_ROUTING, STREAM_USAGE, payload_text
+from llmroute.payloads import (
+    FILE_REREAD,
+    GATEWAY_AUTH,
+    QUOTA_ROUTING,
+    STREAM_USAGE,
+    payload_text,
+)
 from llmroute.payloads import gateway_auth as gateway_auth_module
 from llmroute.render import RenderedRoute
 from llmroute.render.credentials import secret_env_var
 from llmroute.render.litellm_config import QUOTA_ROUTING_CALLBACK, STREAM_USAGE_CALLBACK
 from llmroute.render.proxy import (
     AUTH_MODULE_FILE,
+    FILE_REREAD_MODULE_FILE,
     QUOTA_ROUTING_MODULE_FILE,
     STREAM_USAGE_MODULE_FILE,
 )
@@ -41,9 +48,13 @@ from manifests import render_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "route.yaml").is_file())
-AUTH_MODULE_STANDIN = "<the text of operator/llmroute/payloads/gateway_auth.py>"
-STREAM_USAGE_STANDIN = "<the text of operator/llmroute/payloads/stream_usage.py>"
-QUOTA_ROUTING_STANDIN = "<the text of operator/llmroute/payloads/quota_routing.py>"
+# The ConfigMap's module files, each the text of a payload: in expected.yaml by name only.
+SHIPPED_PAYLOADS = {
+    AUTH_MODULE_FILE: GATEWAY_AUTH,
+    STREAM_USAGE_MODULE_FILE: STREAM_USAGE,
+    QUOTA_ROUTING_MODULE_FILE: QUOTA_ROUTING,
+    FILE_REREAD_MODULE_FILE: FILE_REREAD,
+}
 
 
 def load_case(case: str) -> tuple[dict[str, Any], list[QuotaEffect], dict[str, Any]]:
@@ -73,12 +84,9 @@ def golden_view(rendered) -> dict[str, Any]:
         del view["generated_redis_secret"]  # only routes with a managed Redis have one
     for obj in view["objects"]:
         if obj["kind"] == "ConfigMap":
-            assert obj["data"][AUTH_MODULE_FILE] == gateway_source()
-            obj["data"][AUTH_MODULE_FILE] = AUTH_MODULE_STANDIN
-            assert obj["data"][STREAM_USAGE_MODULE_FILE] == payload_text(STREAM_USAGE)
-            obj["data"][STREAM_USAGE_MODULE_FILE] = STREAM_USAGE_STANDIN
-            assert obj["data"][QUOTA_ROUTING_MODULE_FILE] == payload_text(QUOTA_ROUTING)
-            obj["data"][QUOTA_ROUTING_MODULE_FILE] = QUOTA_ROUTING_STANDIN
+            for file, payload in SHIPPED_PAYLOADS.items():
+                assert obj["data"][file] == payload_text(payload)
+                obj["data"][file] = f"<the text of operator/llmroute/payloads/{payload}>"
     return view
 
 
@@ -314,6 +322,10 @@ def test_workers_follow_cpu_and_memory_limits() -> None:
     # Recycling needs uvicorn's supervisor, which runs with two workers or more.
     assert "--max_requests_before_restart" not in workers({"limits": {"cpu": "1"}})
     assert "--max_requests_before_restart" in workers({"limits": {"cpu": "2"}})
+    # The supervisor's ping waits longer than uvicorn's 5 s for a worker busy importing litellm.
+    several = workers({"limits": {"cpu": "2"}})
+    assert several[several.index("--timeout_worker_healthcheck") + 1] == "30"
+    assert "--timeout_worker_healthcheck" not in workers({"limits": {"cpu": "1"}})
 
 
 def test_rate_limits_are_split_across_processes_without_redis() -> None:

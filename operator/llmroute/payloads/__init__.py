@@ -11,6 +11,8 @@ installed where they run:
   request's deployments (removes exhausted targets, puts soft-limited ones behind the others),
   from a file the operator keeps up to date; in the ConfigMap as llmroute_quota_routing.py.
   Standard library and litellm only.
+- file_reread.py: files the hooks above read per request, looked at no more than once a
+  second; in the ConfigMap as llmroute_file_reread.py, which they import. Standard library only.
 - ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
   serves Ollama and pulls the declared models before the pod turns Ready.
 
@@ -24,6 +26,7 @@ import functools
 import importlib.resources
 from typing import Final
 
+FILE_REREAD: Final = "file_reread.py"
 GATEWAY_AUTH: Final = "gateway_auth.py"
 OLLAMA_PULL: Final = "ollama_pull.sh"
 QUOTA_ROUTING: Final = "quota_routing.py"

@@ -1,11 +1,13 @@
 """Authentication for an LLMRoute's LiteLLM proxy (general_settings.custom_auth).
 
 The operator ships this file to the proxy pod as llmroute_auth.py, next to config.yaml, where
-LiteLLM imports it; it may therefore import nothing but the standard library and litellm.
+LiteLLM imports it; it may therefore import nothing but the standard library, litellm and
+llmroute_file_reread (payloads/file_reread.py, shipped beside it).
 
 It accepts the route's master key and the key of every declared caller. Keys are read from
 files (mounted Secrets) only, and re-read when a file changes, so a rotated key works, and an
-emptied or removed one stops working, without a restart. What a request may do comes from the
+emptied or removed one stops working, without a restart (within a second: the files are
+looked at no more than once a second, llmroute_file_reread.py). What a request may do comes from the
 policy file the operator renders (llmroute_auth.json):
 - a caller may use only the endpoints of CALLER_ENDPOINTS, only its allowed models and only
   its allowed tags (403; a task travels as the request tag "task:<name>", the bare name is
@@ -30,9 +32,14 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
+
+try:  # in the proxy pod: shipped next to this file, on PYTHONPATH
+    from llmroute_file_reread import FileReread
+except ImportError:  # imported from the llmroute package (the operator, tests)
+    from llmroute.payloads.file_reread import FileReread
 
 KEYS_DIR_ENV: Final = "LLMROUTE_KEYS_DIR"
 DEFAULT_KEYS_DIR: Final = "/etc/llmroute/keys"
@@ -152,35 +159,6 @@ class Identity:
         self.key_hash = key_hash
 
 
-class _FileCache:
-    """File contents, re-read only when the file changes.
-
-    Kubelet updates a mounted Secret by swapping a symlink to a new directory, so the path
-    then resolves to a new inode; an in-place rewrite changes the mtime or size.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[Path, tuple[tuple[int, int, int], Any]] = {}
-
-    def read(self, path: Path, parse: Callable[[bytes], Any]) -> Any:
-        try:
-            stat = path.stat()
-            signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            with self._lock:
-                cached = self._entries.get(path)
-            if cached is not None and cached[0] == signature:
-                return cached[1]
-            value = parse(path.read_bytes())
-        except OSError:  # missing or unreadable: no key, so nothing matches it
-            with self._lock:
-                self._entries.pop(path, None)
-            return None
-        with self._lock:
-            self._entries[path] = (signature, value)
-        return value
-
-
 def usable_key(key: str) -> bool:
     """False for an empty key and for the values of UNUSABLE_KEY_SHA256."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -216,7 +194,7 @@ class GatewayAuth:
     def __init__(self, keys_dir: Path, policy_file: Path) -> None:
         self.keys_dir = keys_dir
         self.policy_file = policy_file
-        self._files = _FileCache()
+        self._files = FileReread()
 
     def policy(self) -> dict[str, Any]:
         policy = self._files.read(self.policy_file, _parse_policy)

@@ -2,13 +2,14 @@
 
 Shipped in the route's ConfigMap as llmroute_quota_routing.py next to config.yaml and
 registered in litellm_settings.callbacks as ``llmroute_quota_routing.quota_routing``.
-Standard library and litellm only; it never imports llmroute.
+Standard library, litellm and llmroute_file_reread (shipped beside it) only.
 
 The operator writes the quotas' effects into llmroute_quota.json, next to this module in the
 same ConfigMap (render/quota_routing.py says what it holds): for every model, each target's
 routing level, or null for a target whose budget is exhausted. The kubelet updates the file
-in the running pod; this module checks it at most once a second (its inode, mtime and size)
-and re-reads it when it changed, so a quota changing state restarts nothing.
+in the running pod; this module looks at it no more than once a second (its inode, mtime and
+size, with llmroute_file_reread) and re-reads it when it changed, so a quota changing state
+restarts nothing.
 
 LiteLLM 1.106.2 calls ``async_filter_deployments`` each time it routes a request to a model
 (router.py, async_get_healthy_deployments): the first attempt, each retry, each order level
@@ -31,17 +32,20 @@ import json
 import logging
 import os
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
+try:  # in the proxy: shipped beside this module
+    from llmroute_file_reread import FileReread
+except ImportError:  # imported from the llmroute package (tests, the config check)
+    from llmroute.payloads.file_reread import FileReread
+
 ROUTING_ENV: Final = "LLMROUTE_QUOTA_ROUTING"
 ROUTING_FILE_NAME: Final = "llmroute_quota.json"
-# How often the file's signature is checked; a request costs one clock read in between.
-RECHECK_SECONDS: Final = 1.0
 
 log = logging.getLogger("llmroute.quota_routing")
 
@@ -63,6 +67,14 @@ def exhausted(model: str, level: int | None) -> QuotaLevelExhausted:
     )
 
 
+def _parse_or_problem(raw: bytes) -> Levels | str:
+    """The file's levels, or what is wrong with it (json.JSONDecodeError is a ValueError)."""
+    try:
+        return _parse(raw)
+    except ValueError as error:
+        return str(error)
+
+
 def _parse(raw: bytes) -> Levels:
     document = json.loads(raw.decode("utf-8"))
     models = document.get("models") if isinstance(document, dict) else None
@@ -80,42 +92,23 @@ def _parse(raw: bytes) -> Levels:
 
 
 class QuotaRoutingFile:
-    """The routing levels of the file, re-read when it changes, checked at most once per
-    RECHECK_SECONDS. A missing or broken file routes as the config says (and is logged once):
-    the quotas' effects are then not applied, but the gateway keeps serving."""
+    """The routing levels of the file, re-read when it changes, looked at no more than once a
+    second (llmroute_file_reread). A missing or broken file routes as the config says (and is
+    logged once): the quotas' effects are then not applied, but the gateway keeps serving."""
 
-    def __init__(self, path: Path, clock: Any = time.monotonic) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] | None = None) -> None:
         self.path = path
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._checked_at: float | None = None
-        self._signature: tuple[int, int, int] | None = None
-        self._levels: Levels = {}
+        self._files = FileReread(clock=clock)
         self._problem = ""
 
     def levels(self) -> Levels:
-        now = self._clock()
-        if self._checked_at is not None and now - self._checked_at < RECHECK_SECONDS:
-            return self._levels
-        with self._lock:
-            if self._checked_at is None or now - self._checked_at >= RECHECK_SECONDS:
-                self._reload()
-                self._checked_at = now
-            return self._levels
-
-    def _reload(self) -> None:
-        try:
-            stat = self.path.stat()
-            signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            if signature == self._signature:
-                return
-            levels = _parse(self.path.read_bytes())
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            self._report(f"quota routing file {self.path} not applied: {error}")
-            self._signature, self._levels = None, {}
-            return
-        self._signature, self._levels = signature, levels
-        self._report("")
+        parsed = self._files.read(self.path, _parse_or_problem)
+        if isinstance(parsed, dict):
+            self._report("")
+            return parsed
+        reason = parsed if isinstance(parsed, str) else "missing or unreadable"
+        self._report(f"quota routing file {self.path} not applied: {reason}")
+        return {}
 
     def _report(self, problem: str) -> None:
         if problem and problem != self._problem:

@@ -18,7 +18,7 @@ import yaml
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
-from llmroute.payloads import GATEWAY_AUTH, QUOTA_ROUTING, STREAM_USAGE, payload_text
+from llmroute.payloads import FILE_REREAD, GATEWAY_AUTH, QUOTA_ROUTING, STREAM_USAGE, payload_text
 from llmroute.render.auth_policy import key_mounts, render_auth_policy, spec_auth_policy
 from llmroute.render.caller_budgets import LIVE_POLICY_KEY, render_exhausted_budgets
 from llmroute.render.check import check_litellm_config, warm_up_config_check
@@ -83,6 +83,11 @@ def quota_routing_module_source() -> str:
     return payload_text(QUOTA_ROUTING)
 
 
+def file_reread_module_source() -> str:
+    """The text of payloads/file_reread.py, shipped to the proxy as llmroute_file_reread.py."""
+    return payload_text(FILE_REREAD)
+
+
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -92,10 +97,11 @@ def config_hash(
 ) -> str:
     """sha256 prefix (16 hex) of what the proxy reads at start-up.
 
-    The config, the auth module and the spec's part of its policy, the callbacks, and the
-    layout of the key files. Not what the quotas' states decide (the quota routing file, the
-    policy's rejected models): the proxies re-read those while they run, so a quota changing
-    state changes no hash and restarts no proxy.
+    The config, the auth module and the spec's part of its policy, the callbacks, the file
+    re-read helper they import, and the layout of the key files. Not what the quotas' states
+    decide (the quota routing file, the policy's rejected models and exhausted budgets): the
+    proxies re-read those while they run, so a quota changing state changes no hash and
+    restarts no proxy.
     """
     payload = _canonical(
         {
@@ -103,6 +109,7 @@ def config_hash(
             "authModule": auth_module_source(),
             "streamUsageModule": stream_usage_module_source(),
             "quotaRoutingModule": quota_routing_module_source(),
+            "fileRereadModule": file_reread_module_source(),
             "authPolicy": auth_policy,
             "keyFiles": key_files,
         }
@@ -152,6 +159,7 @@ def render_route(
         stream_usage_module_source(),
         quota_routing_module_source(),
         json.dumps(render_quota_routing(parsed, plan), indent=2, sort_keys=True) + "\n",
+        file_reread_module=file_reread_module_source(),
     )
     objects = [
         config_map,

@@ -36,12 +36,19 @@ CONFIG_FILE: Final = "config.yaml"
 AUTH_MODULE_FILE: Final = "llmroute_auth.py"
 STREAM_USAGE_MODULE_FILE: Final = "llmroute_stream_usage.py"
 QUOTA_ROUTING_MODULE_FILE: Final = "llmroute_quota_routing.py"
+# payloads/file_reread.py, which the hooks above import (CONFIG_DIR is on PYTHONPATH).
+FILE_REREAD_MODULE_FILE: Final = "llmroute_file_reread.py"
 # An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
 RUN_AS_USER: Final = 65532
 # Workers are recycled after this many requests (jittered, so they do not all restart at once),
 # bounding LiteLLM's memory growth.
 MAX_REQUESTS_BEFORE_RESTART: Final = 10000
 MAX_REQUESTS_BEFORE_RESTART_JITTER: Final = 1000
+# How long uvicorn's supervisor of several workers waits for a worker to answer its ping
+# (uvicorn's default: 5 s) before it kills it. A worker importing litellm holds the GIL for
+# seconds at a time; on a busy node (load ~8 on 2 CPUs) it missed 5 s again and again, and
+# the supervisor killed and restarted its workers until the pod was never Ready.
+WORKER_HEALTHCHECK_SECONDS: Final = 30
 # Time for endpoints to drop a terminating pod before it stops accepting requests.
 PRE_STOP_SLEEP_SECONDS: Final = 5
 # Time for the proxy to exit once its last request is answered.
@@ -61,6 +68,8 @@ def render_config_map(
     stream_usage_module: str,
     quota_routing_module: str,
     quota_routing_json: str,
+    *,
+    file_reread_module: str,
 ) -> dict[str, Any]:
     """The proxy's files. The proxies read config.yaml and the modules at start-up; the auth
     policy and the quota routing file they re-read while they run (the ConfigMap is mounted
@@ -80,6 +89,7 @@ def render_config_map(
             STREAM_USAGE_MODULE_FILE: stream_usage_module,
             QUOTA_ROUTING_MODULE_FILE: quota_routing_module,
             QUOTA_ROUTING_FILE: quota_routing_json,
+            FILE_REREAD_MODULE_FILE: file_reread_module,
         },
     }
 
@@ -152,8 +162,11 @@ def _proxy_args(workers: int) -> list[str]:
     args += ["--num_workers", str(workers)]
     if workers > 1:
         # With one worker uvicorn runs no supervisor: the recycled worker would be the whole
-        # server, and the container would exit. With several, the supervisor replaces it.
+        # server, and the container would exit (and there is no health check to lengthen).
+        # With several, the supervisor replaces it.
         args += [
+            "--timeout_worker_healthcheck",
+            str(WORKER_HEALTHCHECK_SECONDS),
             "--max_requests_before_restart",
             str(MAX_REQUESTS_BEFORE_RESTART),
             "--max_requests_before_restart_jitter",
