@@ -24,7 +24,7 @@ from llmroute.render.labels import (
     proxy_selector,
 )
 from llmroute.render.names import OLLAMA_PORT, ollama_name
-from llmroute.render.proxy import RUN_AS_USER
+from llmroute.render.stateful import stateful_pod_security_context, volume_claim_template
 
 CONTAINER: Final = "ollama"
 # The volumeClaimTemplate; its PVC is named models-<route>-ollama-0.
@@ -170,22 +170,6 @@ def _container(ollama: Ollama) -> dict[str, Any]:
     return container
 
 
-def _volume_claim_template(route: Route, ollama: Ollama) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": ollama.storage_size}},
-    }
-    if ollama.storage_class is not None:
-        spec["storageClassName"] = ollama.storage_class
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        # The labels find the retained claims: kubectl delete pvc -l llmroute.dev/route=<route>
-        "metadata": {"name": MODELS_VOLUME, "labels": ollama_labels(route.name)},
-        "spec": spec,
-    }
-
-
 def render_ollama_statefulset(route: Route, ollama: Ollama) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         # Service links would fill the environment with variables of every Service in the
@@ -194,16 +178,7 @@ def render_ollama_statefulset(route: Route, ollama: Ollama) -> dict[str, Any]:
         # Ollama never talks to the Kubernetes API.
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            # The volume is writable by the pod's group; OnRootMismatch skips the recursive
-            # chown of gigabytes of models on every start once the owner is right.
-            "fsGroup": RUN_AS_USER,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": stateful_pod_security_context(),
         "containers": [_container(ollama)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
     }
@@ -237,6 +212,14 @@ def render_ollama_statefulset(route: Route, ollama: Ollama) -> dict[str, Any]:
                 "metadata": {"labels": ollama_labels(route.name)},
                 "spec": pod_spec,
             },
-            "volumeClaimTemplates": [_volume_claim_template(route, ollama)],
+            # The labels find the retained claims: kubectl delete pvc -l llmroute.dev/route=<route>
+            "volumeClaimTemplates": [
+                volume_claim_template(
+                    MODELS_VOLUME,
+                    ollama_labels(route.name),
+                    ollama.storage_size,
+                    ollama.storage_class,
+                )
+            ],
         },
     }

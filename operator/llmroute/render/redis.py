@@ -22,7 +22,7 @@ from llmroute import versions
 from llmroute.api.route import ManagedRedis, Route
 from llmroute.render.labels import proxy_selector, redis_labels, redis_selector
 from llmroute.render.names import REDIS_PASSWORD_SECRET_KEY, REDIS_PORT, redis_name
-from llmroute.render.proxy import RUN_AS_USER
+from llmroute.render.stateful import stateful_pod_security_context, volume_claim_template
 
 CONTAINER: Final = "redis"
 PASSWORD_ENV: Final = "REDIS_PASSWORD"
@@ -158,35 +158,13 @@ def _container(route: Route, managed: ManagedRedis) -> dict[str, Any]:
     return container
 
 
-def _volume_claim_template(route: Route, managed: ManagedRedis) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": managed.storage_size}},
-    }
-    if managed.storage_class is not None:
-        spec["storageClassName"] = managed.storage_class
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": DATA_VOLUME, "labels": redis_labels(route.name)},
-        "spec": spec,
-    }
-
-
 def render_redis_statefulset(route: Route, managed: ManagedRedis) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         # Service links would put REDIS_PORT=tcp://... and the like into the environment.
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": stateful_pod_security_context(),
         "containers": [_container(route, managed)],
     }
     spec: dict[str, Any] = {
@@ -199,7 +177,11 @@ def render_redis_statefulset(route: Route, managed: ManagedRedis) -> dict[str, A
         "template": {"metadata": {"labels": redis_labels(route.name)}, "spec": pod_spec},
     }
     if managed.persistence:
-        spec["volumeClaimTemplates"] = [_volume_claim_template(route, managed)]
+        spec["volumeClaimTemplates"] = [
+            volume_claim_template(
+                DATA_VOLUME, redis_labels(route.name), managed.storage_size, managed.storage_class
+            )
+        ]
         spec["persistentVolumeClaimRetentionPolicy"] = {
             "whenDeleted": "Delete",
             "whenScaled": "Delete",
