@@ -359,6 +359,59 @@ def plan_proxy_launch(
     )
 
 
+@dataclass(frozen=True)
+class _ServerPodLayout:
+    """Where a server pod's (Ollama's, Redis's) mounts land on this host: volume claims under
+    ``volumes_dir/<namespace>_<claim>``, other mounts under ``pod_dir``."""
+
+    namespace: str
+    host: str
+    container: Mapping[str, Any]
+    files: dict[Path, FileContent]
+    dirs: tuple[Path, ...]  # under pod_dir (the claims' directories are not among them)
+    mounts: dict[str, Path]  # container mount path -> local path
+    claims: dict[str, Path]  # PersistentVolumeClaim name -> its directory
+
+    def local_path(self, value: str) -> str:
+        """A path in the container as a path on this host."""
+        # The deepest mount holding the path wins, as in the container's mount table.
+        for mount_path in sorted(self.mounts, key=len, reverse=True):
+            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                return str(self.mounts[mount_path] / value[len(mount_path) :].lstrip("/"))
+        return value
+
+
+def _server_pod_layout(
+    pod: Mapping[str, Any],
+    container_name: str,
+    *,
+    pod_dir: Path,
+    volumes_dir: Path,
+    secrets: Mapping[str, Mapping[str, Any]],
+    configmaps: Mapping[str, Mapping[str, Any]],
+) -> _ServerPodLayout:
+    namespace = pod.get("metadata", {}).get("namespace", "default")
+    host = (pod.get("status") or {}).get("podIP")
+    if not host:
+        raise PodNotReady("the pod has no IP yet")
+    container = _container(pod, container_name)
+    files, dirs, mounts = mount_layout(
+        pod, container, secrets=secrets, configmaps=configmaps, pod_dir=pod_dir
+    )
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    claims: dict[str, Path] = {}
+    for mount in container.get("volumeMounts") or []:
+        claim = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim")
+        if claim is None:
+            continue
+        local = volumes_dir / f"{namespace}_{claim['claimName']}"
+        claims[claim["claimName"]] = local
+        mount_path = mount["mountPath"].rstrip("/") or "/"
+        dirs = tuple(d for d in dirs if d != mounts[mount_path])
+        mounts[mount_path] = local
+    return _ServerPodLayout(namespace, host, container, files, dirs, mounts, claims)
+
+
 def plan_ollama_launch(
     pod: Mapping[str, Any],
     *,
@@ -377,35 +430,17 @@ def plan_ollama_launch(
     ``OLLAMA_HOST`` is the pod's IP and port.
     """
     metadata = pod.get("metadata", {})
-    namespace = metadata.get("namespace", "default")
-    host = (pod.get("status") or {}).get("podIP")
-    if not host:
-        raise PodNotReady("the pod has no IP yet")
-    container = _container(pod, OLLAMA_CONTAINER)
     secrets = secrets or {}
     configmaps = configmaps or {}
-    files, dirs, mounts = mount_layout(
-        pod, container, secrets=secrets, configmaps=configmaps, pod_dir=pod_dir
+    layout = _server_pod_layout(
+        pod,
+        OLLAMA_CONTAINER,
+        pod_dir=pod_dir,
+        volumes_dir=volumes_dir,
+        secrets=secrets,
+        configmaps=configmaps,
     )
-    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
-    claims: dict[str, Path] = {}
-    for mount in container.get("volumeMounts") or []:
-        claim = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim")
-        if claim is None:
-            continue
-        local = volumes_dir / f"{namespace}_{claim['claimName']}"
-        claims[claim["claimName"]] = local
-        mount_path = mount["mountPath"].rstrip("/") or "/"
-        dirs = tuple(d for d in dirs if d != mounts[mount_path])
-        mounts[mount_path] = local
-
-    def local_path(value: str) -> str:
-        # The deepest mount holding the path wins, as in the container's mount table.
-        for mount_path in sorted(mounts, key=len, reverse=True):
-            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
-                return str(mounts[mount_path] / value[len(mount_path) :].lstrip("/"))
-        return value
-
+    container, local_path = layout.container, layout.local_path
     port = _container_port(container, OLLAMA_PORT)
     env = {
         "PATH": os.pathsep.join([str(ollama.parent), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -414,7 +449,7 @@ def plan_ollama_launch(
     for name, value in resolve_env(pod, container, secrets=secrets, configmaps=configmaps).items():
         env[name] = local_path(value) if value.startswith("/") else value
     # 0.0.0.0 in a pod means the pod's own address; here the pods share the host's network.
-    env["OLLAMA_HOST"] = f"{host}:{port}"
+    env["OLLAMA_HOST"] = f"{layout.host}:{port}"
     message_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
     termination_log = _local(pod_dir, message_path)
     env[TERMINATION_LOG_ENV] = str(termination_log)
@@ -434,18 +469,18 @@ def plan_ollama_launch(
     readiness = tuple(local_path(a) for a in probe["command"]) if probe else None
     grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
     return OllamaLaunch(
-        namespace=namespace,
+        namespace=layout.namespace,
         pod=metadata.get("name", ""),
         uid=metadata.get("uid", ""),
-        host=host,
+        host=layout.host,
         port=port,
         argv=tuple(argv),
         env=env,
         pod_dir=pod_dir,
-        files=files,
-        dirs=(*dirs, *claims.values(), termination_log.parent),
-        mounts=mounts,
-        claims=claims,
+        files=layout.files,
+        dirs=(*layout.dirs, *layout.claims.values(), termination_log.parent),
+        mounts=layout.mounts,
+        claims=layout.claims,
         readiness_argv=readiness,
         termination_log=termination_log,
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
@@ -471,31 +506,17 @@ def plan_redis_launch(
     PersistentVolumeClaim mount is ``volumes_dir/<namespace>_<claim>``, as for Ollama.
     """
     metadata = pod.get("metadata", {})
-    namespace = metadata.get("namespace", "default")
-    host = (pod.get("status") or {}).get("podIP")
-    if not host:
-        raise PodNotReady("the pod has no IP yet")
-    container = _container(pod, REDIS_CONTAINER)
     secrets = secrets or {}
     configmaps = configmaps or {}
-    files, dirs, mounts = mount_layout(
-        pod, container, secrets=secrets, configmaps=configmaps, pod_dir=pod_dir
+    layout = _server_pod_layout(
+        pod,
+        REDIS_CONTAINER,
+        pod_dir=pod_dir,
+        volumes_dir=volumes_dir,
+        secrets=secrets,
+        configmaps=configmaps,
     )
-    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
-    for mount in container.get("volumeMounts") or []:
-        claim = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim")
-        if claim is not None:
-            mount_path = mount["mountPath"].rstrip("/") or "/"
-            local = volumes_dir / f"{namespace}_{claim['claimName']}"
-            dirs = (*tuple(d for d in dirs if d != mounts[mount_path]), local)
-            mounts[mount_path] = local
-
-    def local_path(value: str) -> str:
-        for mount_path in sorted(mounts, key=len, reverse=True):
-            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
-                return str(mounts[mount_path] / value[len(mount_path) :].lstrip("/"))
-        return value
-
+    host, container, local_path = layout.host, layout.container, layout.local_path
     env = {
         "PATH": CONTAINER_PATH,
         **{n: os.environ[n] for n in ("LANG", "LC_ALL", "TZ") if n in os.environ},
@@ -513,7 +534,7 @@ def plan_redis_launch(
         raise UnsupportedPod(f"container {REDIS_CONTAINER!r} runs {command[0]!r}")
     grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
     return RedisLaunch(
-        namespace=namespace,
+        namespace=layout.namespace,
         pod=metadata.get("name", ""),
         uid=metadata.get("uid", ""),
         host=host,
@@ -521,8 +542,8 @@ def plan_redis_launch(
         argv=(*argv, "--bind", host),
         env=env,
         pod_dir=pod_dir,
-        files=files,
-        dirs=dirs,
+        files=layout.files,
+        dirs=(*layout.dirs, *layout.claims.values()),
         grace_seconds=30.0 if grace is None else float(grace),
     )
 
