@@ -170,3 +170,28 @@ def test_the_filter_reads_the_file_the_renderer_ships_next_to_it() -> None:
     module = QUOTA_ROUTING_MODULE_FILE.removesuffix(".py")
     callbacks = render_manifest(route).config["litellm_settings"]["callbacks"]
     assert f"{module}.quota_routing" in callbacks
+
+
+@pytest.mark.parametrize("strategy", ["priority", "cost", "latency", "weighted", "least-busy"])
+def test_a_model_of_one_target_serves_whatever_its_strategy(tmp_path, strategy) -> None:
+    route = {
+        "apiVersion": "llmroute.dev/v1alpha1",
+        "kind": "LLMRoute",
+        "metadata": {"name": "one", "namespace": "team-a"},
+        "spec": {
+            "models": [
+                {
+                    "name": "only",
+                    "strategy": strategy,
+                    "targets": [{"provider": "ollama", "model": "phi3"}],
+                }
+            ]
+        },
+    }
+    rendered = render_manifest(route)
+    (config_map,) = [o for o in rendered.objects if o["kind"] == "ConfigMap"]
+    path = tmp_path / QUOTA_ROUTING_FILE
+    path.write_text(config_map["data"][QUOTA_ROUTING_FILE])
+    (configured,) = rendered.config["model_list"]
+    kept = QuotaRoutingFile(path).filter("only", [configured])
+    assert [d["model_info"]["id"] for d in kept] == [configured["model_info"]["id"]]

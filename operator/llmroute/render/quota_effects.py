@@ -37,7 +37,7 @@ from llmroute.api.route import Model, Route, Target
 @dataclass(frozen=True)
 class PlannedTarget:
     target: Target
-    order: int | None  # LiteLLM `order`: lower numbers are tried first
+    order: int  # the routing level, LiteLLM `order`: lower numbers are tried first
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,10 @@ def _ordered(model: Model, normal: list[Target], soft: list[Target]) -> tuple[Pl
         # The model's strategy (cost, latency, ...) chooses among the unlimited targets;
         # LiteLLM reaches the soft-limited ones only when those fail.
         return tuple([PlannedTarget(t, 1) for t in normal] + [PlannedTarget(t, 2) for t in soft])
-    # One level: the strategy chooses among all of them.
-    return tuple(PlannedTarget(t, 1 if declared_order(model, t) else None) for t in normal + soft)
+    # One level: the strategy chooses among all of them. Level 1 also for a target the config
+    # gives no order (the only target of its model): in the routing file, no level means
+    # exhausted.
+    return tuple(PlannedTarget(t, 1) for t in normal + soft)
 
 
 def _chains(
