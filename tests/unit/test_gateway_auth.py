@@ -580,3 +580,26 @@ def test_module_works_when_loaded_the_way_litellm_loads_it(
     assert "llmroute_auth" not in sys.modules
     assert module.FileReread.__module__ == "llmroute_file_reread"
     assert module.gateway().authenticate(BILLING).name == "billing"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "smart/anthropic/claude-sonnet-4-5",  # a target's deployment id (model_info.id)
+        "anthropic/claude-sonnet-4-5",  # a target's litellm_params.model
+        "claude-sonnet-4-5",
+    ],
+)
+def test_only_the_routes_model_names_are_served(keys: Path, name: str) -> None:
+    # LiteLLM serves a deployment named by its id or its provider model directly, past the
+    # quota filter and the budgets keyed by model name: whoever asks, the gateway refuses.
+    for key in (SUPPORT, MASTER):
+        error = refused(400, authorize, key, model=name)
+        assert error.error_type == "invalid_request_error"
+        assert "smart" in error.message and "summarizer" in error.message
+        refused(400, authorize, key, model="smart", body={"fallbacks": [name]})
+        refused(400, authorize, key, endpoint=ENGINES, path={"model": name})
+    authorize(SUPPORT, model="smart")
+    authorize(MASTER, model="summarizer")
+    # The master key's management endpoints name models of their own.
+    authorize(MASTER, endpoint="/model/info", query={"model": name})

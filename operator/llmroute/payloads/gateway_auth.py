@@ -258,6 +258,8 @@ class GatewayAuth:
         """Refuse what the identity may not do. route: the request's path; endpoint: the route
         template LiteLLM matched (None when unknown)."""
         models = requested_models(endpoint, path_params, body, query)
+        if endpoint in CALLER_ENDPOINTS:
+            check_route_models(self.policy().get("models"), models)
         if not identity.is_master:
             if endpoint not in CALLER_ENDPOINTS:
                 raise GatewayAuthError(
@@ -300,6 +302,21 @@ class GatewayAuth:
             if model in rejected:
                 raise GatewayAuthError(429, str(rejected[model]), "budget_exceeded")
         check_exhausted_budgets(self.policy().get(EXHAUSTED_BUDGETS_KEY), identity, models, tags)
+
+
+def check_route_models(route_models: object, models: Iterable[str]) -> None:
+    """400 for a model that is not a model of the route. LiteLLM would serve a deployment
+    named by its id (model_info.id) or its provider model (litellm_params.model) as well,
+    and such a request would skip the quota filter and every budget keyed by model name."""
+    served = [str(m) for m in route_models] if isinstance(route_models, list) else []
+    for model in models:
+        if model not in served:
+            raise GatewayAuthError(
+                400,
+                # LiteLLM's own words for an unknown model, which clients may look for.
+                f"Invalid model name passed in model={model}: this gateway serves {served}",
+                "invalid_request_error",
+            )
 
 
 def check_exhausted_budgets(

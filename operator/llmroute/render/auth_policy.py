@@ -52,6 +52,9 @@ def key_mounts(route: Route, master: SecretKeyRef) -> list[KeyMount]:
 def render_auth_policy(route: Route, plan: RoutingPlan, mounts: list[KeyMount]) -> dict[str, Any]:
     by_directory = {m.directory: m for m in mounts}
     return {
+        # The only names a request may give a model: LiteLLM would also serve a target named
+        # by its deployment id or provider model, past the quota filter and the budgets.
+        "models": [m.name for m in route.models],
         "masterKeyFile": by_directory["master"].file,
         "callers": [
             {
