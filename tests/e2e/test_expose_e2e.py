@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llmroute import kube
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
+from llmroute.render.expose import EXPOSED_PREFIXES
 from localcluster import LocalCluster, tools, wait_for
 
 # The process runner is the node's kubelet: proxy pods are Ready only once their proxy serves.
@@ -214,9 +215,14 @@ def test_http_route_from_missing_gateway_api_to_pruned(
         timeout=120,
         what="the HTTPRoute's new host name",
     )
-    [rule] = updated["spec"]["rules"]
-    assert rule["matches"][0]["path"] == {"type": "PathPrefix", "value": "/llm"}
-    assert rule["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"] == "/"
+    # One rule per exposed prefix, each rewriting /llm/<prefix> to <prefix>.
+    rules = updated["spec"]["rules"]
+    assert [r["matches"][0]["path"]["value"] for r in rules] == [
+        "/llm" + p for p in EXPOSED_PREFIXES
+    ]
+    assert [r["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"] for r in rules] == list(
+        EXPOSED_PREFIXES
+    )
 
     # Deleted by hand: restored (the operator follows the kind it found at run time).
     before = updated["metadata"]["uid"]
@@ -272,6 +278,7 @@ def test_ingress_applied_owned_updated_and_pruned(apis, namespace: str) -> None:
     assert spec["tls"] == [{"hosts": ["llm.example.com"], "secretName": "llm-example-com-tls"}]
     [rule] = spec["rules"]
     assert rule["host"] == "llm.example.com"
+    assert [p["path"] for p in rule["http"]["paths"]] == list(EXPOSED_PREFIXES)
     assert rule["http"]["paths"][0]["backend"]["service"] == {
         "name": "gw",
         "port": {"number": 4000},

@@ -12,8 +12,9 @@ import yaml
 from docs_blocks import fenced_blocks
 from llmroute.api.route import SpecError, parse_route
 from llmroute.api.validation import validate
+from llmroute.payloads.gateway_auth import CALLER_ENDPOINTS
 from llmroute.render import render_route
-from llmroute.render.expose import render_exposure
+from llmroute.render.expose import EXPOSED_PREFIXES, render_exposure
 from llmroute.route.exposure import exposed_condition
 from llmroute.route.status import with_ready
 
@@ -117,7 +118,7 @@ def test_what_the_api_server_would_refuse_is_refused_offline(expose: dict, field
     assert field in [path for path, _ in errors(expose)]
 
 
-def test_http_route_sends_every_path_to_the_proxy_service() -> None:
+def test_http_route_sends_the_apis_paths_to_the_proxy_service() -> None:
     route = parse_route(route_with(HTTP_ROUTE))
     http_route = render_exposure(route)
     assert http_route is not None
@@ -125,22 +126,47 @@ def test_http_route_sends_every_path_to_the_proxy_service() -> None:
     assert http_route["metadata"]["name"] == "gw"
     [rule] = http_route["spec"]["rules"]
     assert rule == {
-        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "matches": [{"path": {"type": "PathPrefix", "value": p}} for p in EXPOSED_PREFIXES],
         "backendRefs": [{"name": "gw", "port": 4000}],
     }
     assert "hostnames" not in http_route["spec"]
 
 
+def under(path: str, prefix: str) -> bool:
+    # PathPrefix and Ingress Prefix match whole path segments.
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def test_only_the_endpoints_callers_use_are_exposed() -> None:
+    """LiteLLM answers /metrics (every caller's spend), /health, /config/yaml and its public
+    pages without a key; none of them may be reachable from outside the cluster."""
+    from litellm.proxy._types import LiteLLMRoutes
+
+    unauthenticated = {*LiteLLMRoutes.public_routes.value, "/metrics", "/health/readiness"}
+    reachable = {p for p in unauthenticated for prefix in EXPOSED_PREFIXES if under(p, prefix)}
+    assert reachable == set()
+    endpoints = [e.split("{")[0] for e in CALLER_ENDPOINTS]
+    assert all(
+        any(under(e, p) or e.startswith(p + "/") for p in EXPOSED_PREFIXES) for e in endpoints
+    )
+
+
 def test_http_route_under_a_path_strips_it() -> None:
     expose = {"httpRoute": {**HTTP_ROUTE["httpRoute"], "path": "/teams/a/"}}
-    [rule] = render_exposure(parse_route(route_with(expose)))["spec"]["rules"]
-    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/teams/a"}}]
-    assert rule["filters"] == [
-        {
-            "type": "URLRewrite",
-            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
-        }
-    ]
+    rules = render_exposure(parse_route(route_with(expose)))["spec"]["rules"]
+    # One rule per prefix, as a rewrite replaces what its rule matched; the Gateway API allows
+    # 16 rules.
+    assert len(rules) == len(EXPOSED_PREFIXES) <= 16
+    for rule, prefix in zip(rules, EXPOSED_PREFIXES, strict=True):
+        assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/teams/a" + prefix}}]
+        assert rule["filters"] == [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {
+                    "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": prefix}
+                },
+            }
+        ]
 
 
 def proxy_policy_peers(route: dict) -> list[list[dict]]:
@@ -198,10 +224,11 @@ def test_ingress_without_tls_or_class() -> None:
                 "http": {
                     "paths": [
                         {
-                            "path": "/",
+                            "path": prefix,
                             "pathType": "Prefix",
                             "backend": {"service": {"name": "gw", "port": {"number": 4000}}},
                         }
+                        for prefix in EXPOSED_PREFIXES
                     ]
                 },
             }

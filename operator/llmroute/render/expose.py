@@ -10,10 +10,19 @@ from __future__ import annotations
 from typing import Any, Final
 
 from llmroute.api.route import Route
+from llmroute.payloads.gateway_auth import CALLER_ENDPOINTS
 from llmroute.render.labels import NAMESPACE_NAME_LABEL, proxy_labels
 from llmroute.render.names import PROXY_PORT, exposure_name, service_name
 
 HTTP_ROUTE_API_VERSION: Final = "gateway.networking.k8s.io/v1"
+# The paths outside clients reach: the first segment of every endpoint a caller may use
+# (/v1, /chat, /openai, ...). LiteLLM answers some paths without a key (/metrics with every
+# caller's spend, /health/*, /config/yaml, /public/*, its UI): those stay inside the cluster.
+EXPOSED_PREFIXES: Final = tuple(
+    sorted(
+        {"/" + e.lstrip("/").split("/")[0].split("{")[0].split(":")[0] for e in CALLER_ENDPOINTS}
+    )
+)
 
 
 def render_exposure(route: Route) -> dict[str, Any] | None:
@@ -29,23 +38,38 @@ def render_exposure(route: Route) -> dict[str, Any] | None:
 def render_http_route(route: Route) -> dict[str, Any]:
     assert route.expose is not None and route.expose.http_route is not None
     exposure = route.expose.http_route
-    rule: dict[str, Any] = {
-        "matches": [{"path": {"type": "PathPrefix", "value": exposure.path}}],
-        "backendRefs": [{"name": service_name(route.name), "port": PROXY_PORT}],
-    }
-    if exposure.path != "/":
-        # The proxy serves the OpenAI API at its root (/v1/chat/completions): clients call
-        # <path>/v1/..., the proxy sees /v1/...
-        rule["filters"] = [
+    base = exposure.path.rstrip("/")
+    backend = [{"name": service_name(route.name), "port": PROXY_PORT}]
+    if not base:
+        rules: list[dict[str, Any]] = [
             {
-                "type": "URLRewrite",
-                "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+                "matches": [{"path": {"type": "PathPrefix", "value": p}} for p in EXPOSED_PREFIXES],
+                "backendRefs": backend,
             }
+        ]
+    else:
+        # The proxy serves the OpenAI API at its root (/v1/chat/completions): clients call
+        # <path>/v1/..., the proxy sees /v1/... A rewrite replaces what its rule matched, so
+        # one rule per prefix.
+        rules = [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": base + prefix}}],
+                "filters": [
+                    {
+                        "type": "URLRewrite",
+                        "urlRewrite": {
+                            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": prefix}
+                        },
+                    }
+                ],
+                "backendRefs": backend,
+            }
+            for prefix in EXPOSED_PREFIXES
         ]
     spec: dict[str, Any] = {"parentRefs": [p.manifest() for p in exposure.parent_refs]}
     if exposure.hostnames:
         spec["hostnames"] = list(exposure.hostnames)
-    spec["rules"] = [rule]
+    spec["rules"] = rules
     return {
         "apiVersion": HTTP_ROUTE_API_VERSION,
         "kind": "HTTPRoute",
@@ -79,7 +103,7 @@ def render_ingress(route: Route) -> dict[str, Any]:
             "http": {
                 "paths": [
                     {
-                        "path": "/",
+                        "path": prefix,
                         "pathType": "Prefix",
                         "backend": {
                             "service": {
@@ -88,6 +112,7 @@ def render_ingress(route: Route) -> dict[str, Any]:
                             }
                         },
                     }
+                    for prefix in EXPOSED_PREFIXES
                 ]
             },
         }
