@@ -410,6 +410,10 @@ def test_request_tags_are_read_where_litellm_reads_them() -> None:
     }
     assert request_tags({"x-litellm-tags": "d, e"}, body) == ["d", "e", "a", "b", "c"]
     assert request_tags({}, {"metadata": "not a dict"}) == []
+    # A JSON string, as multipart and extra_body clients send metadata: LiteLLM parses it
+    # after this hook, and counts its tags.
+    as_text = {"metadata": '{"tags": ["task:x"]}', "litellm_metadata": '{"tags": ["y"]}'}
+    assert request_tags({}, as_text) == ["task:x", "y"]
 
 
 def _imported_modules(path: str) -> set[str]:

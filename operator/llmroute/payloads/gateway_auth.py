@@ -424,6 +424,13 @@ def request_tags(headers: Mapping[str, str], body: Mapping[str, Any]) -> list[st
     sources: list[object] = [body.get("tags")]
     for field in ("metadata", "litellm_metadata"):
         metadata = body.get(field)
+        if isinstance(metadata, str):
+            # Multipart and extra_body clients send metadata as JSON text, which LiteLLM
+            # parses after this hook (litellm_pre_call_utils._normalized_metadata_object).
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                continue  # LiteLLM refuses it with 400
         if isinstance(metadata, Mapping):
             sources.append(metadata.get("tags"))
     for source in sources:
