@@ -333,6 +333,7 @@ EVERY_OPTIONAL_CHILD = {
     ],
     "proxy": {"autoscaling": {"enabled": True, "minReplicas": 2}},
     "ollama": {"models": ["llama3.2"]},
+    "redis": {"managed": {}},
     "expose": {"ingress": {"host": "llm.example.com"}, "fromNamespace": {}},
 }
 # spec.expose's other way, an HTTPRoute: a kind of the Gateway API, which this cluster may not
