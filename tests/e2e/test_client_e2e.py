@@ -59,6 +59,7 @@ def _write_route_files(workdir: Path, upstream: str) -> dict[str, str]:
     (keys / "master" / "masterKey").write_text(MASTER_KEY)
     (keys / "callers" / "billing" / "key").write_text(CALLER_KEY + "\n")
     policy = {
+        "models": ["smart"],
         "masterKeyFile": "master/masterKey",
         "callers": [
             {"name": "billing", "keyFile": "callers/billing/key", "models": None,
