@@ -20,6 +20,11 @@ Three paths to one fake OpenAI upstream that answers after a fixed delay (defaul
 With --alt-litellm PATH (the `litellm` of a second venv holding another release), (b) and (d)
 run once more on that release: "alt-llmroute" and "alt-bare".
 
+The variants "llmroute-rpm" and "llmroute-redis" give (b)'s target an rpm limit it never
+reaches, counted in each LiteLLM process, or in a shared Redis (spec.redis.external, a real
+redis-server started for the run): what counting a limit costs per request, and what sharing
+the count in Redis adds.
+
 (b) and (c) run pinned to the same core (--proxy-cpus), the upstream fake and the load
 generator to another (--client-cpus), each in a process of its own. Every level runs (a),
 (b), (c) back to back, so the three share the machine's load; load averages are recorded
@@ -82,36 +87,51 @@ CHART_CONFIG_MAP = "litellm-config"
 CHART_MASTER_SECRET = "litellm-masterkey"
 CHART_ENV_SECRET = "litellm-env"
 BARE_CONFIG_MAP = "bare-litellm-config"
+REDIS_ADDRESS = ("127.0.3.9", 6379)
+REDIS_SECRET = "bench-redis"
+REDIS_PASSWORD = "bench-redis-password-0123456789"
+# Never reached: what is measured is the counting, not the refusals.
+UNREACHED_RPM = 1_000_000
 
 
 # -- the route and the two proxy pods ------------------------------------------------------------
 
 
-def bench_route(upstream_base: str, *, cpu: str = "1", workers: int = 0) -> dict[str, Any]:
-    """One model, one openai target at the upstream, a proxy pod with `cpu` CPUs."""
+def bench_route(
+    upstream_base: str,
+    *,
+    cpu: str = "1",
+    workers: int = 0,
+    rpm: int | None = None,
+    shared_redis: bool = False,
+) -> dict[str, Any]:
+    """One model, one openai target at the upstream, a proxy pod with `cpu` CPUs; optionally
+    an rpm limit on the target, and the bench's Redis (REDIS_ADDRESS) to count it in."""
     proxy: dict[str, Any] = {"resources": {"limits": {"cpu": cpu, "memory": "4Gi"}}}
     if workers:
         proxy["workers"] = workers
+    target: dict[str, Any] = {
+        "provider": "openai",
+        "model": UPSTREAM_MODEL,
+        "apiBase": upstream_base,
+        "apiKeySecretRef": {"name": PROVIDER_SECRET, "key": "openai"},
+    }
+    if rpm is not None:
+        target["rpm"] = rpm
+    spec: dict[str, Any] = {"models": [{"name": MODEL, "targets": [target]}], "proxy": proxy}
+    if shared_redis:
+        host, port = REDIS_ADDRESS
+        spec["redis"] = {
+            "external": {
+                "url": f"redis://{host}:{port}",
+                "passwordSecretRef": {"name": REDIS_SECRET, "key": "password"},
+            }
+        }
     return {
         "apiVersion": "llmroute.dev/v1alpha1",
         "kind": "LLMRoute",
         "metadata": {"name": ROUTE, "namespace": NAMESPACE, "uid": "bench-route-uid"},
-        "spec": {
-            "models": [
-                {
-                    "name": MODEL,
-                    "targets": [
-                        {
-                            "provider": "openai",
-                            "model": UPSTREAM_MODEL,
-                            "apiBase": upstream_base,
-                            "apiKeySecretRef": {"name": PROVIDER_SECRET, "key": "openai"},
-                        }
-                    ],
-                }
-            ],
-            "proxy": proxy,
-        },
+        "spec": spec,
     }
 
 
@@ -144,10 +164,13 @@ class PodInputs:
 
 
 def llmroute_pod(
-    upstream_base: str, *, cpu: str = "1", workers: int = 0
+    upstream_base: str, *, cpu: str = "1", workers: int = 0, **route: Any
 ) -> tuple[PodInputs, dict[str, Any]]:
-    """(b): the rendered Deployment's pod with its rendered ConfigMap; also the config."""
-    rendered = render_route(parse_route(bench_route(upstream_base, cpu=cpu, workers=workers)))
+    """(b): the rendered Deployment's pod with its rendered ConfigMap; also the config.
+    `route`: bench_route's rpm and shared_redis."""
+    rendered = render_route(
+        parse_route(bench_route(upstream_base, cpu=cpu, workers=workers, **route))
+    )
     deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
     config_map = next(o for o in rendered.objects if o["kind"] == "ConfigMap")
     master = rendered.generated_secret
@@ -157,6 +180,7 @@ def llmroute_pod(
         master["metadata"]["name"]: _secret(
             master["metadata"]["name"], **{MASTER_KEY_SECRET_KEY: MASTER_KEY}
         ),
+        REDIS_SECRET: _secret(REDIS_SECRET, password=REDIS_PASSWORD),
     }
     pod = _pod("gw-litellm-0", PROXY_IPS["llmroute"], deployment["spec"]["template"])
     return (
@@ -368,6 +392,11 @@ VARIANTS: dict[str, tuple[str, Callable[[PodInputs], PodInputs]]] = {
     # Without the label filter that keeps client addresses out of the series.
     "llmroute-all-labels": ("llmroute", lambda p: _edit_config(p, _no_excluded_labels)),
 }
+# name -> bench_route's options: the route itself changed (an rpm limit, a shared Redis).
+ROUTE_VARIANTS: dict[str, dict[str, Any]] = {
+    "llmroute-rpm": {"rpm": UNREACHED_RPM},
+    "llmroute-redis": {"rpm": UNREACHED_RPM, "shared_redis": True},
+}
 # Also "llmroute-workers-<N>": the route with spec.proxy.workers = N.
 WORKERS_VARIANT = "llmroute-workers-"
 
@@ -413,7 +442,11 @@ def _no_excluded_labels(config: dict[str, Any]) -> None:
 
 def known_variant(name: str) -> bool:
     suffix = name.removeprefix(WORKERS_VARIANT)
-    return name in VARIANTS or (name.startswith(WORKERS_VARIANT) and suffix.isdigit())
+    return (
+        name in VARIANTS
+        or name in ROUTE_VARIANTS
+        or (name.startswith(WORKERS_VARIANT) and suffix.isdigit())
+    )
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -556,6 +589,38 @@ def run_loadgen(
 
 
 @contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[None]:
+    """A redis-server at REDIS_ADDRESS with REDIS_PASSWORD, keeping nothing on disk."""
+    host, port = REDIS_ADDRESS
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "-",
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--dir",
+            str(workdir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    # The password on standard input (a config file), as the managed Redis gets it.
+    process.stdin.write(f"requirepass {REDIS_PASSWORD}\n".encode())
+    process.stdin.close()
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
 def upstream(delay: float, cpus: str | None, *, nagle: bool = False) -> Iterator[str]:
     """The fake OpenAI upstream in a process of its own; yields its API base URL."""
     port = free_port()
@@ -606,7 +671,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = [v for v in (args.variants or "").split(",") if v]
     for variant in variants:
         if not known_variant(variant):
-            raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+            known = ", ".join([*VARIANTS, *ROUTE_VARIANTS])
+            raise SystemExit(f"unknown variant {variant!r}; known: {known}")
     results: dict[str, Any] = {
         "benchmark": "gateway",
         "started": now_iso(),
@@ -636,6 +702,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bare": bare_pod(base, workers=pod_workers(llmroute_inputs)),
         }
         proxies: list[Target] = []
+        stack = contextlib.ExitStack()  # what variants need besides their proxy (a Redis)
         try:
             for name in ("llmroute", "chart", "bare"):
                 proxies.append(
@@ -662,6 +729,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if variant.startswith(WORKERS_VARIANT):
                     workers = int(variant.removeprefix(WORKERS_VARIANT))
                     inputs = llmroute_pod(base, cpu=args.proxy_cpu_limit, workers=workers)[0]
+                elif variant in ROUTE_VARIANTS:
+                    route = ROUTE_VARIANTS[variant]
+                    if route.get("shared_redis"):
+                        stack.enter_context(redis_server(workdir))
+                    inputs = llmroute_pod(base, cpu=args.proxy_cpu_limit, **route)[0]
                 else:
                     source, change = VARIANTS[variant]
                     inputs = change(sources[source])
@@ -714,6 +786,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for proxy in proxies:
                 if proxy.process is not None:
                     proxy.process.stop(grace=10)
+            stack.close()
     results["comparison"] = compare(results["paths"], levels, args.delay)
     results["summary"] = summary(results["paths"], results["comparison"])
     results["load_average_end"] = load_average()
@@ -917,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         default="",
         help="extra proxies to measure, comma-separated: "
-        f"{', '.join(VARIANTS)}, {WORKERS_VARIANT}<N>",
+        f"{', '.join([*VARIANTS, *ROUTE_VARIANTS])}, {WORKERS_VARIANT}<N>",
     )
     parser.add_argument(
         "--nagle",
