@@ -228,6 +228,10 @@ class RedisLaunch:
         return f"redis://{self.host}:{self.port}"
 
 
+# What the runner starts every served container from.
+_Launch = ProxyLaunch | OllamaLaunch | RedisLaunch
+
+
 def pod_component(pod: Mapping[str, Any]) -> str | None:
     """ "proxy", "ollama" or "redis" for the pods the runner serves, else None."""
     component = (pod.get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL)
@@ -1624,33 +1628,16 @@ class ProcessRunner:
             pod_dir=pod_dir,
             litellm=self.litellm,
         )
-        entry.port = launch.port
-        entry.pod_dir = pod_dir
-        entry.log_path = self._log_path(entry)
-        entry.files, _ = sync_files(launch.files, launch.dirs, entry.files)
+        self._write_pod_files(entry, launch, pod_dir)
         entry.refreshed_at = now
-        if entry.process is not None:
-            entry.process.stop(grace=0)  # the exited one: reap it and any stray workers
-        entry.process = ManagedProcess(
-            [*self._enter_pod_network(entry), *launch.argv],
-            env=launch.env,
-            cwd=launch.cwd,
-            log_path=entry.log_path,
-        )
-        entry.grace = min(launch.grace_seconds, self.max_grace)
-        log.info("runner: %s runs litellm at %s (pid %d)", entry.label, launch.url, entry.pid)
         container = _container(entry.pod, PROXY_CONTAINER)
-        self._start_prober(
-            entry,
-            startup=parse_probe(container, "startupProbe", host=entry.host),
-            readiness=parse_probe(
-                container,
-                "readinessProbe",
-                host=entry.host,
-                rewrite=lambda v: _rewrite_path(v, pod_dir, launch.mounts),
-            ),
-            liveness=parse_probe(container, "livenessProbe", host=entry.host),
+        readiness = parse_probe(
+            container,
+            "readinessProbe",
+            host=entry.host,
+            rewrite=lambda v: _rewrite_path(v, pod_dir, launch.mounts),
         )
+        self._spawn(entry, launch, "litellm", container, cwd=launch.cwd, readiness=readiness)
 
     def _refresh(self, entry: _Entry, now: float) -> None:
         """Rewrite Secret/ConfigMap volume files that changed (env stays as started)."""
@@ -1699,34 +1686,16 @@ class ProcessRunner:
                 log.info(
                     "runner: volume %s/%s holds %s", entry.namespace, claim, self.ollama_models
                 )
-        entry.port = launch.port
-        entry.pod_dir = pod_dir
-        entry.log_path = self._log_path(entry)
         entry.ollama = launch
-        entry.files, _ = sync_files(launch.files, launch.dirs, entry.files)
+        self._write_pod_files(entry, launch, pod_dir)
         # A fresh termination message for each run of the container, as the kubelet makes.
         launch.termination_log.write_bytes(b"")
-        if entry.process is not None:
-            entry.process.stop(grace=0)
-        entry.process = ManagedProcess(
-            [*self._enter_pod_network(entry), *launch.argv],
-            env=launch.env,
-            cwd=pod_dir,
-            log_path=entry.log_path,
-        )
-        entry.grace = min(launch.grace_seconds, self.max_grace)
-        log.info("runner: %s runs ollama at %s (pid %d)", entry.label, launch.url, entry.pid)
         container = _container(entry.pod, OLLAMA_CONTAINER)
         readiness = parse_probe(container, "readinessProbe", host=entry.host)
         if readiness is not None and launch.readiness_argv is not None:
             # The exec probe's command with its container paths made local.
             readiness = dataclasses.replace(readiness, command=launch.readiness_argv)
-        self._start_prober(
-            entry,
-            startup=parse_probe(container, "startupProbe", host=entry.host),
-            readiness=readiness,
-            liveness=parse_probe(container, "livenessProbe", host=entry.host),
-        )
+        self._spawn(entry, launch, "ollama", container, cwd=pod_dir, readiness=readiness)
 
     def _start_redis(self, entry: _Entry, now: float) -> None:
         secrets, configmaps = self._references(entry.pod)
@@ -1740,25 +1709,44 @@ class ProcessRunner:
         )
         if shutil.which("redis-server", path=CONTAINER_PATH) is None:
             raise PodNotReady(f"no redis-server on {CONTAINER_PATH}: {tools.BUILD_COMMAND}")
+        self._write_pod_files(entry, launch, pod_dir)
+        container = _container(entry.pod, REDIS_CONTAINER)
+        readiness = parse_probe(container, "readinessProbe", host=entry.host)
+        self._spawn(entry, launch, "redis-server", container, cwd=pod_dir, readiness=readiness)
+
+    def _write_pod_files(self, entry: _Entry, launch: _Launch, pod_dir: Path) -> None:
+        """The pod's volumes written to its directory (what a container start mounts)."""
         entry.port = launch.port
         entry.pod_dir = pod_dir
         entry.log_path = self._log_path(entry)
         entry.files, _ = sync_files(launch.files, launch.dirs, entry.files)
+
+    def _spawn(
+        self,
+        entry: _Entry,
+        launch: _Launch,
+        program: str,
+        container: dict[str, Any],
+        *,
+        cwd: Path,
+        readiness: Probe | None,
+    ) -> None:
+        """Starts the container's process in the pod's network, in place of an exited one,
+        and probes it as the container declares (readiness as the caller made it local)."""
         if entry.process is not None:
-            entry.process.stop(grace=0)
+            entry.process.stop(grace=0)  # the exited one: reap it and any stray children
         entry.process = ManagedProcess(
             [*self._enter_pod_network(entry), *launch.argv],
             env=launch.env,
-            cwd=pod_dir,
+            cwd=cwd,
             log_path=entry.log_path,
         )
         entry.grace = min(launch.grace_seconds, self.max_grace)
-        log.info("runner: %s runs redis-server at %s (pid %d)", entry.label, launch.url, entry.pid)
-        container = _container(entry.pod, REDIS_CONTAINER)
+        log.info("runner: %s runs %s at %s (pid %d)", entry.label, program, launch.url, entry.pid)
         self._start_prober(
             entry,
             startup=parse_probe(container, "startupProbe", host=entry.host),
-            readiness=parse_probe(container, "readinessProbe", host=entry.host),
+            readiness=readiness,
             liveness=parse_probe(container, "livenessProbe", host=entry.host),
         )
 
