@@ -7,11 +7,13 @@ the node's kubelet for them: it watches the pods labelled
 makes the pod's network namespace (a veth on the cluster's bridge, at the pod's IP) and:
 
 - a proxy pod (container ``litellm``): starts the real ``litellm`` proxy exactly as the pod
-  spec says -- its args, its env resolved from Secrets/ConfigMaps read from the API server,
-  its ConfigMap/Secret/emptyDir volumes written to a per-pod directory -- listening at the
-  pod's IP. Paths under a mount (``--config /etc/litellm/config.yaml``) are rewritten into
-  that directory. Secret and ConfigMap volumes are refreshed while the pod runs, as the
-  kubelet does, so key rotation behaves as in a cluster.
+  spec says -- its command (``litellm``, or ``python3`` for the shipped launcher, both taken
+  from the venv LiteLLM is installed in), its args, its env resolved from Secrets/ConfigMaps
+  read from the API server, its ConfigMap/Secret/emptyDir volumes written to a per-pod
+  directory -- listening at the pod's IP. Paths under a mount
+  (``--config /etc/litellm/config.yaml``) are rewritten into that directory. Secret and
+  ConfigMap volumes are refreshed while the pod runs, as the kubelet does, so key rotation
+  behaves as in a cluster.
 - an Ollama pod (container ``ollama``): runs the container's own command -- the real pull
   script, which starts the real ``ollama serve`` (built by hack/build-tools.sh) -- with the
   pod's env, its address as ``OLLAMA_HOST`` and its PersistentVolumeClaim as the model store
@@ -105,6 +107,8 @@ log = logging.getLogger(__name__)
 MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=llmroute"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 PROXY_CONTAINER = "litellm"
+# A proxy container may run LiteLLM's CLI or the Python interpreter LiteLLM is installed for.
+PYTHON_PROGRAMS = frozenset({"python", "python3"})
 OLLAMA_CONTAINER = "ollama"
 REDIS_CONTAINER = "redis"
 # The container each served component runs, by its app.kubernetes.io/component label.
@@ -318,8 +322,17 @@ def plan_proxy_launch(
 
     command = [_expand(part, pod_env) for part in container.get("command") or []]
     args = [_expand(part, pod_env) for part in container.get("args") or []]
-    if command and PurePosixPath(command[0]).name != "litellm":
-        raise UnsupportedPod(f"container {PROXY_CONTAINER!r} runs {command[0]!r}, not litellm")
+    program = PurePosixPath(command[0]).name if command else "litellm"
+    if program == "litellm":
+        executable = litellm
+    elif program in PYTHON_PROGRAMS:
+        # The interpreter LiteLLM is installed for (the pod runs it through the shipped
+        # launcher, `python3 -m llmroute_proxy_workers`).
+        executable = litellm.parent / "python"
+    else:
+        raise UnsupportedPod(
+            f"container {PROXY_CONTAINER!r} runs {command[0]!r}, neither litellm nor python"
+        )
     tail = [rewrite(a) for a in command[1:] + args]
     tail = _set_option(tail, "--host", host)
     port_arg = _get_option(tail, "--port")
@@ -352,7 +365,7 @@ def plan_proxy_launch(
         uid=metadata.get("uid", ""),
         host=host,
         port=port,
-        argv=(str(litellm), *tail),
+        argv=(str(executable), *tail),
         env=env,
         cwd=config_dir,
         pod_dir=pod_dir,

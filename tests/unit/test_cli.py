@@ -189,6 +189,7 @@ def test_render_compose_prints_a_compose_file(example: Path) -> None:
         "llmroute_quota_routing.py",
         "llmroute_quota.json",
         "llmroute_file_reread.py",
+        "llmroute_proxy_workers.py",
     }
 
 

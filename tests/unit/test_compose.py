@@ -281,6 +281,7 @@ def test_the_proxy_runs_as_the_deployment_says() -> None:
         "/etc/litellm/llmroute_quota_routing.py",
         "/etc/litellm/llmroute_quota.json",
         "/etc/litellm/llmroute_file_reread.py",
+        "/etc/litellm/llmroute_proxy_workers.py",
     }
     assert "/health/readiness" in " ".join(service["healthcheck"]["test"])
 

@@ -30,6 +30,7 @@ from llmroute.api.validation import (
 from llmroute.payloads import (
     FILE_REREAD,
     GATEWAY_AUTH,
+    PROXY_WORKERS,
     QUOTA_ROUTING,
     STREAM_USAGE,
     payload_text,
@@ -43,6 +44,7 @@ from llmroute.render.proxy import (
     FILE_REREAD_MODULE_FILE,
     QUOTA_ROUTING_MODULE_FILE,
     STREAM_USAGE_MODULE_FILE,
+    WORKERS_MODULE_FILE,
 )
 from manifests import render_manifest
 
@@ -54,6 +56,7 @@ SHIPPED_PAYLOADS = {
     STREAM_USAGE_MODULE_FILE: STREAM_USAGE,
     QUOTA_ROUTING_MODULE_FILE: QUOTA_ROUTING,
     FILE_REREAD_MODULE_FILE: FILE_REREAD,
+    WORKERS_MODULE_FILE: PROXY_WORKERS,
 }
 
 

@@ -257,6 +257,20 @@ def test_command_litellm_is_the_venv_script() -> None:
         plan(proxy_pod(command=["sh", "-c", "litellm"]))
 
 
+def test_command_python_is_the_venv_interpreter() -> None:
+    launch = plan(proxy_pod(command=["python3", "-m", "llmroute_proxy_workers"]))
+    assert launch.argv[:5] == (
+        str(LITELLM.parent / "python"),
+        "-m",
+        "llmroute_proxy_workers",
+        "--config",
+        f"{POD_DIR}/etc/litellm/config.yaml",
+    )
+    assert launch.argv[-2:] == ("--host", "127.0.1.9")
+    # The launcher is imported from the config directory, as in the pod (PYTHONPATH).
+    assert launch.env["PYTHONPATH"] == str(POD_DIR / "etc/litellm")
+
+
 @pytest.mark.parametrize(
     ("secrets", "configmaps", "message"),
     [

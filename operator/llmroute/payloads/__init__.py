@@ -13,6 +13,9 @@ installed where they run:
   Standard library and litellm only.
 - file_reread.py: files the hooks above read per request, looked at no more than once a
   second; in the ConfigMap as llmroute_file_reread.py, which they import. Standard library only.
+- proxy_workers.py: the proxy container's command, LiteLLM's CLI with a listening socket per
+  worker (SO_REUSEPORT), so the kernel spreads connections across the workers; in the
+  ConfigMap as llmroute_proxy_workers.py. Standard library, uvicorn and litellm only.
 - ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
   serves Ollama and pulls the declared models before the pod turns Ready.
 
@@ -29,6 +32,7 @@ from typing import Final
 FILE_REREAD: Final = "file_reread.py"
 GATEWAY_AUTH: Final = "gateway_auth.py"
 OLLAMA_PULL: Final = "ollama_pull.sh"
+PROXY_WORKERS: Final = "proxy_workers.py"
 QUOTA_ROUTING: Final = "quota_routing.py"
 STREAM_USAGE: Final = "stream_usage.py"
 

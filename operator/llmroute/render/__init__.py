@@ -18,7 +18,14 @@ import yaml
 
 from llmroute.api.quota import QuotaEffect
 from llmroute.api.route import Route, SecretReference
-from llmroute.payloads import FILE_REREAD, GATEWAY_AUTH, QUOTA_ROUTING, STREAM_USAGE, payload_text
+from llmroute.payloads import (
+    FILE_REREAD,
+    GATEWAY_AUTH,
+    PROXY_WORKERS,
+    QUOTA_ROUTING,
+    STREAM_USAGE,
+    payload_text,
+)
 from llmroute.render.auth_policy import key_mounts, render_auth_policy, spec_auth_policy
 from llmroute.render.caller_budgets import LIVE_POLICY_KEY, render_exhausted_budgets
 from llmroute.render.check import check_litellm_config, warm_up_config_check
@@ -88,6 +95,11 @@ def file_reread_module_source() -> str:
     return payload_text(FILE_REREAD)
 
 
+def workers_module_source() -> str:
+    """The text of payloads/proxy_workers.py, shipped to the proxy as llmroute_proxy_workers.py."""
+    return payload_text(PROXY_WORKERS)
+
+
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -98,7 +110,8 @@ def config_hash(
     """sha256 prefix (16 hex) of what the proxy reads at start-up.
 
     The config, the auth module and the spec's part of its policy, the callbacks, the file
-    re-read helper they import, and the layout of the key files. Not what the quotas' states
+    re-read helper they import, the launcher the container runs, and the layout of the key
+    files. Not what the quotas' states
     decide (the quota routing file, the policy's rejected models and exhausted budgets): the
     proxies re-read those while they run, so a quota changing state changes no hash and
     restarts no proxy.
@@ -110,6 +123,7 @@ def config_hash(
             "streamUsageModule": stream_usage_module_source(),
             "quotaRoutingModule": quota_routing_module_source(),
             "fileRereadModule": file_reread_module_source(),
+            "workersModule": workers_module_source(),
             "authPolicy": auth_policy,
             "keyFiles": key_files,
         }
@@ -160,6 +174,7 @@ def render_route(
         quota_routing_module_source(),
         json.dumps(render_quota_routing(parsed, plan), indent=2, sort_keys=True) + "\n",
         file_reread_module=file_reread_module_source(),
+        workers_module=workers_module_source(),
     )
     objects = [
         config_map,

@@ -38,6 +38,10 @@ STREAM_USAGE_MODULE_FILE: Final = "llmroute_stream_usage.py"
 QUOTA_ROUTING_MODULE_FILE: Final = "llmroute_quota_routing.py"
 # payloads/file_reread.py, which the hooks above import (CONFIG_DIR is on PYTHONPATH).
 FILE_REREAD_MODULE_FILE: Final = "llmroute_file_reread.py"
+# payloads/proxy_workers.py, the container's command: LiteLLM's CLI with a listening socket
+# per worker. Run as a module (`python3 -m`), found on PYTHONPATH (CONFIG_DIR).
+WORKERS_MODULE: Final = "llmroute_proxy_workers"
+WORKERS_MODULE_FILE: Final = f"{WORKERS_MODULE}.py"
 # An unprivileged, numeric user: runAsNonRoot can verify it without reading the image.
 RUN_AS_USER: Final = 65532
 # Workers are recycled after this many requests (jittered, so they do not all restart at once),
@@ -70,6 +74,7 @@ def render_config_map(
     quota_routing_json: str,
     *,
     file_reread_module: str,
+    workers_module: str,
 ) -> dict[str, Any]:
     """The proxy's files. The proxies read config.yaml and the modules at start-up; the auth
     policy and the quota routing file they re-read while they run (the ConfigMap is mounted
@@ -90,6 +95,7 @@ def render_config_map(
             QUOTA_ROUTING_MODULE_FILE: quota_routing_module,
             QUOTA_ROUTING_FILE: quota_routing_json,
             FILE_REREAD_MODULE_FILE: file_reread_module,
+            WORKERS_MODULE_FILE: workers_module,
         },
     }
 
@@ -295,9 +301,10 @@ def render_deployment(
         "name": PROXY_CONTAINER,
         "image": route.proxy.image or versions.LITELLM_IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        # The CLI itself, not the image's entrypoint script, so the pod runs the same way
+        # LiteLLM's CLI (through the shipped launcher, which gives each worker a listening
+        # socket of its own), not the image's entrypoint script, so the pod runs the same way
         # wherever the image comes from.
-        "command": ["litellm"],
+        "command": ["python3", "-m", WORKERS_MODULE],
         "args": _proxy_args(workers),
         "ports": [{"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"}],
         "env": _env(route, secret_envs),

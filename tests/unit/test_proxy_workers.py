@@ -1,0 +1,241 @@
+"""The proxy's launcher (payloads/proxy_workers.py): a listening socket per worker.
+
+The launcher runs as shipped (the payload's text, under the name the pod imports it by),
+serving a tiny ASGI app that answers with its process id instead of LiteLLM's, so each
+test takes seconds; with LiteLLM itself it runs in the e2e tests (the process runner starts
+every proxy pod through it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import yaml
+from uvicorn.supervisors import multiprocess
+
+from llmroute.payloads import PROXY_WORKERS, payload_text
+from llmroute.render.proxy import CONFIG_DIR, WORKERS_MODULE
+from manifests import render_manifest
+
+T = TypeVar("T")
+GOLDEN = Path(__file__).parent / "golden"
+DEADLINE_SECONDS = 60.0
+
+APP = """
+import asyncio
+import os
+from pathlib import Path
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"] == "/slow":
+        # Tells the test the request is in flight, then answers once the test lets it.
+        Path(os.environ["STARTED_FILE"]).write_text(str(os.getpid()))
+        while not Path(os.environ["RELEASE_FILE"]).exists():
+            await asyncio.sleep(0.05)
+    body = str(os.getpid()).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def wait_for(what: str, probe: Callable[[], T | None]) -> T:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on the port (each worker's own socket is one)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            count += 1
+    return count
+
+
+def answer(port: int, path: str = "/") -> int | None:
+    """The pid of the worker that answers a request on a new connection, or None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+            return int(response.read())
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Launcher:
+    def __init__(self, tmp: Path, port: int, workers: int) -> None:
+        (tmp / f"{WORKERS_MODULE}.py").write_text(payload_text(PROXY_WORKERS))
+        (tmp / "pidapp.py").write_text(textwrap.dedent(APP))
+        self.started = tmp / "started"
+        self.release = tmp / "release"
+        self.port = port
+        run = (
+            f"import {WORKERS_MODULE} as w; "
+            f"w.run('pidapp:app', host='127.0.0.1', port={port}, workers={workers}, "
+            "timeout_worker_healthcheck=30, lifespan='on')"
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(tmp),
+            "STARTED_FILE": str(self.started),
+            "RELEASE_FILE": str(self.release),
+        }
+        self.process = subprocess.Popen([sys.executable, "-c", run], env=env, cwd=tmp)
+
+    def worker_pids(self, count: int) -> set[int]:
+        """Asks over new connections until `count` different workers have answered."""
+        seen: set[int] = set()
+
+        def probe() -> set[int] | None:
+            pid = answer(self.port)
+            if pid is not None:
+                seen.add(pid)
+            return set(seen) if len(seen) >= count else None
+
+        return wait_for(f"{count} workers to answer", probe)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(DEADLINE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[[int], Launcher]]:
+    started: list[Launcher] = []
+
+    def start(workers: int, port: int | None = None) -> Launcher:
+        launcher = Launcher(tmp_path, port or free_port(), workers)
+        started.append(launcher)
+        return launcher
+
+    yield start
+    for launcher in started:
+        launcher.stop()
+
+
+def test_each_worker_listens_on_its_own_socket(launch) -> None:
+    launcher = launch(2)
+    pids = launcher.worker_pids(2)
+    assert launcher.process.pid not in pids
+    # uvicorn's own supervisor would show one socket, shared by its workers.
+    assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
+
+
+def test_a_dead_worker_is_replaced_on_a_socket_of_its_own(launch) -> None:
+    launcher = launch(2)
+    first = launcher.worker_pids(2)
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    wait_for("the worker to be gone", lambda: not alive(victim) or None)
+
+    def replaced() -> set[int] | None:
+        pid = answer(launcher.port)
+        return {pid} if pid is not None and pid not in first else None
+
+    wait_for("a new worker to answer", replaced)
+    assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
+    assert launcher.process.poll() is None
+
+
+def test_sigterm_stops_every_worker_after_its_requests(launch) -> None:
+    launcher = launch(2)
+    pids = launcher.worker_pids(2)
+    with socket.create_connection(("127.0.0.1", launcher.port), timeout=30) as client:
+        client.sendall(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+        wait_for("the request to start", lambda: launcher.started.exists() or None)
+        launcher.process.send_signal(signal.SIGTERM)
+        # The worker keeps serving the request it holds; the test lets it finish.
+        launcher.release.write_text("")
+        response = b""
+        while b"\r\n\r\n" not in response or not response.rstrip().endswith(
+            launcher.started.read_text().encode()
+        ):
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200")
+    assert launcher.process.wait(DEADLINE_SECONDS) == 0
+    assert wait_for("the workers to exit", lambda: not any(alive(p) for p in pids) or None)
+
+
+def test_a_worker_that_cannot_listen_stops_the_launcher(launch) -> None:
+    port = free_port()
+    # A socket without SO_REUSEPORT on the port: no worker can bind it.
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        launcher = launch(2, port)
+        assert launcher.process.wait(DEADLINE_SECONDS) == 3  # uvicorn's STARTUP_FAILURE
+        assert listening_sockets(port) == 1
+
+
+def test_the_proxy_container_runs_the_shipped_launcher() -> None:
+    route = yaml.safe_load((GOLDEN / "replicas-redis" / "route.yaml").read_text())
+    rendered = render_manifest(route)
+    config_map = rendered.objects[0]  # the proxy's files come first
+    (deployment,) = [o for o in rendered.objects if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python3", "-m", WORKERS_MODULE]
+    assert config_map["data"][f"{WORKERS_MODULE}.py"] == payload_text(PROXY_WORKERS)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert CONFIG_DIR in env["PYTHONPATH"].split(":")
+    assert "--num_workers" in container["args"]
+
+
+def test_the_pinned_cli_and_supervisor_have_what_the_launcher_replaces() -> None:
+    # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end, and the class
+    # uvicorn's supervisor makes its workers with; a release without either needs a new look.
+    cli = importlib.util.find_spec("litellm.proxy.proxy_cli")
+    assert cli is not None and cli.origin is not None
+    source = Path(cli.origin).read_text()
+    assert "import uvicorn\n" in source and "uvicorn.run(" in source
+    assert callable(getattr(multiprocess.Process, "target", None))
+    assert "sockets" in inspect.signature(multiprocess.Multiprocess).parameters
