@@ -367,6 +367,13 @@ def _set_env(inputs: PodInputs, name: str, value: str) -> PodInputs:
     return inputs
 
 
+def _one_socket(inputs: PodInputs) -> PodInputs:
+    """The pod run by LiteLLM's CLI itself: uvicorn's workers share one listening socket."""
+    inputs = copy.deepcopy(inputs)
+    inputs.pod["spec"]["containers"][0]["command"] = ["litellm"]
+    return inputs
+
+
 def _no_callbacks(config: dict[str, Any]) -> None:
     settings = config.get("litellm_settings") or {}
     settings.pop("callbacks", None)
@@ -391,6 +398,8 @@ VARIANTS: dict[str, tuple[str, Callable[[PodInputs], PodInputs]]] = {
     "llmroute-lean-metrics": ("llmroute", lambda p: _edit_config(p, _lean_metrics)),
     # Without the label filter that keeps client addresses out of the series.
     "llmroute-all-labels": ("llmroute", lambda p: _edit_config(p, _no_excluded_labels)),
+    # Without the launcher's socket per worker (`litellm --num_workers N` as it is).
+    "llmroute-one-socket": ("llmroute", _one_socket),
 }
 # name -> bench_route's options: the route itself changed (an rpm limit, a shared Redis).
 ROUTE_VARIANTS: dict[str, dict[str, Any]] = {
