@@ -104,7 +104,7 @@ def alive(pid: int) -> bool:
 
 
 class Launcher:
-    def __init__(self, tmp: Path, port: int, workers: int) -> None:
+    def __init__(self, tmp: Path, port: int, workers: int, options: str = "") -> None:
         (tmp / f"{WORKERS_MODULE}.py").write_text(payload_text(PROXY_WORKERS))
         (tmp / "pidapp.py").write_text(textwrap.dedent(APP))
         self.started = tmp / "started"
@@ -113,7 +113,7 @@ class Launcher:
         run = (
             f"import {WORKERS_MODULE} as w; "
             f"w.run('pidapp:app', host='127.0.0.1', port={port}, workers={workers}, "
-            "timeout_worker_healthcheck=30, lifespan='on')"
+            f"lifespan='on', {options or 'timeout_worker_healthcheck=30'})"
         )
         env = {
             **os.environ,
@@ -149,8 +149,8 @@ class Launcher:
 def launch(tmp_path: Path) -> Iterator[Callable[[int], Launcher]]:
     started: list[Launcher] = []
 
-    def start(workers: int, port: int | None = None) -> Launcher:
-        launcher = Launcher(tmp_path, port or free_port(), workers)
+    def start(workers: int, port: int | None = None, options: str = "") -> Launcher:
+        launcher = Launcher(tmp_path, port or free_port(), workers, options)
         started.append(launcher)
         return launcher
 
@@ -180,6 +180,22 @@ def test_a_dead_worker_is_replaced_on_a_socket_of_its_own(launch) -> None:
 
     wait_for("a new worker to answer", replaced)
     assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
+    assert launcher.process.poll() is None
+
+
+def test_a_worker_retired_after_its_requests_is_replaced(launch) -> None:
+    # The supervisor notices a worker that exits while it pings it only at the ping's timeout.
+    launcher = launch(2, options="limit_max_requests=3, timeout_worker_healthcheck=2")
+    seen: set[int] = set()
+
+    def recycled() -> bool | None:
+        pid = answer(launcher.port)
+        if pid is not None:
+            seen.add(pid)
+        # More workers than run at once have answered: some retired and were replaced.
+        return True if len(seen) > 2 and listening_sockets(launcher.port) == 2 else None
+
+    wait_for("retired workers to be replaced", recycled)
     assert launcher.process.poll() is None
 
 
@@ -233,9 +249,10 @@ def test_the_proxy_container_runs_the_shipped_launcher() -> None:
 def test_the_pinned_cli_and_supervisor_have_what_the_launcher_replaces() -> None:
     # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end, and the class
     # uvicorn's supervisor makes its workers with; a release without either needs a new look.
-    cli = importlib.util.find_spec("litellm.proxy.proxy_cli")
-    assert cli is not None and cli.origin is not None
-    source = Path(cli.origin).read_text()
+    # Found without importing litellm (whose import would fetch its price map).
+    package = importlib.util.find_spec("litellm")
+    assert package is not None and package.origin is not None
+    source = (Path(package.origin).parent / "proxy" / "proxy_cli.py").read_text()
     assert "import uvicorn\n" in source and "uvicorn.run(" in source
     assert callable(getattr(multiprocess.Process, "target", None))
     assert "sockets" in inspect.signature(multiprocess.Multiprocess).parameters
