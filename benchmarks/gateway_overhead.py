@@ -17,8 +17,10 @@ Three paths to one fake OpenAI upstream that answers after a fixed delay (defaul
                 a master key, no callbacks, no custom auth, LiteLLM's default logging) and
                 (b)'s number of workers, so (b) / (d) is what llmroute's config adds.
 
-With --alt-litellm PATH (the `litellm` of a second venv holding another release), (b) and (d)
-run once more on that release: "alt-llmroute" and "alt-bare".
+With --alt-litellm PATH (the `litellm` of a second venv holding another release), (d) runs
+once more on that release: "alt-bare", what the pin costs. (b) does not: llmroute's hooks are
+written against the pin (the quota filter raises LiteLLM's PaymentRequiredError, which 1.93.0
+does not have).
 
 The variants "llmroute-rpm" and "llmroute-redis" give (b)'s target an rpm limit it never
 reaches, counted in each LiteLLM process, or in a shared Redis (spec.redis.external, a real
@@ -42,6 +44,8 @@ import copy
 import dataclasses
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +63,7 @@ from benchmarks.profiling import Sampler, summarize
 from llmroute.api.route import parse_route
 from llmroute.render import render_route
 from llmroute.render.names import MASTER_KEY_SECRET_KEY
+from llmroute.render.proxy import PROXY_PORT
 from localcluster import (
     ManagedProcess,
     ProxyLaunch,
@@ -80,7 +85,6 @@ PROXY_IPS = {
     "llmroute": "127.0.3.1",
     "chart": "127.0.3.2",
     "bare": "127.0.3.3",
-    "alt-llmroute": "127.0.3.4",
     "alt-bare": "127.0.3.5",
 }
 CHART_CONFIG_MAP = "litellm-config"
@@ -486,6 +490,9 @@ def start_proxy(
     *,
     litellm: Path | None = None,
 ) -> Target:
+    with contextlib.suppress(OSError), socket.create_connection((host, PROXY_PORT), timeout=1):
+        # A proxy left by an interrupted run would answer in place of this one.
+        raise RuntimeError(f"something already listens at {host}:{PROXY_PORT}: stop it first")
     pod = copy.deepcopy(inputs.pod)
     pod["status"]["podIP"] = host
     launch = plan_proxy_launch(
@@ -720,17 +727,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.alt_litellm:
                 args.alt_litellm = args.alt_litellm.absolute()
                 results["settings"]["alt_litellm"] = litellm_version(args.alt_litellm)
-                for name in ("llmroute", "bare"):
-                    proxies.append(
-                        start_proxy(
-                            f"alt-{name}",
-                            one_worker(sources[name]),
-                            workdir,
-                            args.proxy_cpus,
-                            PROXY_IPS[f"alt-{name}"],
-                            litellm=args.alt_litellm,
-                        )
+                proxies.append(
+                    start_proxy(
+                        "alt-bare",
+                        one_worker(sources["bare"]),
+                        workdir,
+                        args.proxy_cpus,
+                        PROXY_IPS["alt-bare"],
+                        litellm=args.alt_litellm,
                     )
+                )
             results["settings"]["litellm"] = litellm_version(
                 Path(sys.executable).parent / "litellm"
             )
@@ -1009,8 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--alt-litellm",
         type=Path,
-        help="the `litellm` executable of a second venv with another release: (b) and (d) "
-        "run on it too",
+        help="the `litellm` executable of a second venv with another release: (d) runs on it too",
     )
     parser.add_argument(
         "--profile",
@@ -1028,6 +1033,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/)")
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM, it stops its proxies and their workers on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     results = run(args)
     out = write_results(results, args.out, "gateway")

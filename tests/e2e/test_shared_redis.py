@@ -69,9 +69,6 @@ def route_manifest(
             "workers": WORKERS,
             # Room for a supervisor and two workers (the operator sizes by memory).
             "resources": {"limits": {"cpu": "2", "memory": "2Gi"}},
-            # Uvicorn's supervisor kills a worker that does not answer its health check
-            # within 5 s; on a loaded test machine a worker takes longer to import LiteLLM.
-            "env": [{"name": "TIMEOUT_WORKER_HEALTHCHECK", "value": "300"}],
         },
     }
     if redis_spec is not None:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import uvicorn
 import yaml
-from uvicorn.supervisors import multiprocess
 
 from llmroute.payloads import PROXY_WORKERS, payload_text
 from llmroute.render.proxy import CONFIG_DIR, WORKERS_MODULE
@@ -44,6 +44,9 @@ async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
+            if message["type"] == "lifespan.startup" and os.environ.get("FAIL_STARTUP"):
+                await send({"type": "lifespan.startup.failed", "message": "no config"})
+                return
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -104,7 +107,14 @@ def alive(pid: int) -> bool:
 
 
 class Launcher:
-    def __init__(self, tmp: Path, port: int, workers: int, options: str = "") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        port: int,
+        workers: int,
+        options: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         (tmp / f"{WORKERS_MODULE}.py").write_text(payload_text(PROXY_WORKERS))
         (tmp / "pidapp.py").write_text(textwrap.dedent(APP))
         self.started = tmp / "started"
@@ -113,13 +123,14 @@ class Launcher:
         run = (
             f"import {WORKERS_MODULE} as w; "
             f"w.run('pidapp:app', host='127.0.0.1', port={port}, workers={workers}, "
-            f"lifespan='on', {options or 'timeout_worker_healthcheck=30'})"
+            f"lifespan='on', {options or 'timeout_keep_alive=5'})"
         )
         env = {
             **os.environ,
             "PYTHONPATH": str(tmp),
             "STARTED_FILE": str(self.started),
             "RELEASE_FILE": str(self.release),
+            **(extra_env or {}),
         }
         self.process = subprocess.Popen([sys.executable, "-c", run], env=env, cwd=tmp)
 
@@ -149,8 +160,10 @@ class Launcher:
 def launch(tmp_path: Path) -> Iterator[Callable[[int], Launcher]]:
     started: list[Launcher] = []
 
-    def start(workers: int, port: int | None = None, options: str = "") -> Launcher:
-        launcher = Launcher(tmp_path, port or free_port(), workers, options)
+    def start(
+        workers: int, port: int | None = None, options: str = "", env: dict[str, str] | None = None
+    ) -> Launcher:
+        launcher = Launcher(tmp_path, port or free_port(), workers, options, env)
         started.append(launcher)
         return launcher
 
@@ -184,8 +197,7 @@ def test_a_dead_worker_is_replaced_on_a_socket_of_its_own(launch) -> None:
 
 
 def test_a_worker_retired_after_its_requests_is_replaced(launch) -> None:
-    # The supervisor notices a worker that exits while it pings it only at the ping's timeout.
-    launcher = launch(2, options="limit_max_requests=3, timeout_worker_healthcheck=2")
+    launcher = launch(2, options="limit_max_requests=3")
     seen: set[int] = set()
 
     def recycled() -> bool | None:
@@ -233,6 +245,12 @@ def test_a_worker_that_cannot_listen_stops_the_launcher(launch) -> None:
         assert listening_sockets(port) == 1
 
 
+def test_a_worker_whose_app_cannot_start_stops_the_launcher(launch) -> None:
+    launcher = launch(2, env={"FAIL_STARTUP": "1"})
+    assert launcher.process.wait(DEADLINE_SECONDS) == 3  # uvicorn's STARTUP_FAILURE
+    assert listening_sockets(launcher.port) == 0
+
+
 def test_the_proxy_container_runs_the_shipped_launcher() -> None:
     route = yaml.safe_load((GOLDEN / "replicas-redis" / "route.yaml").read_text())
     rendered = render_manifest(route)
@@ -246,13 +264,16 @@ def test_the_proxy_container_runs_the_shipped_launcher() -> None:
     assert "--num_workers" in container["args"]
 
 
-def test_the_pinned_cli_and_supervisor_have_what_the_launcher_replaces() -> None:
-    # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end, and the class
-    # uvicorn's supervisor makes its workers with; a release without either needs a new look.
-    # Found without importing litellm (whose import would fetch its price map).
+def test_the_pinned_cli_and_uvicorn_have_what_the_launcher_uses() -> None:
+    # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end, and serves each
+    # worker with uvicorn's public Server.run(sockets=...); a release without either needs a
+    # new look. Found without importing litellm (whose import would fetch its price map).
     package = importlib.util.find_spec("litellm")
     assert package is not None and package.origin is not None
     source = (Path(package.origin).parent / "proxy" / "proxy_cli.py").read_text()
     assert "import uvicorn\n" in source and "uvicorn.run(" in source
-    assert callable(getattr(multiprocess.Process, "target", None))
-    assert "sockets" in inspect.signature(multiprocess.Multiprocess).parameters
+    assert "sockets" in inspect.signature(uvicorn.Server.run).parameters
+    assert callable(uvicorn.Config.configure_logging)
+    config = uvicorn.Config("pidapp:app", host="127.0.0.1", port=1, backlog=7)
+    assert (config.host, config.port, config.backlog) == ("127.0.0.1", 1, 7)
+    assert uvicorn.Server(config).started is False

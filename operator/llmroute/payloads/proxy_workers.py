@@ -1,18 +1,20 @@
 """The proxy container's command: LiteLLM's own CLI, with a listening socket per worker.
 
 `litellm --num_workers N` runs uvicorn's supervisor, whose workers all accept from the one
-socket it listens on: whichever worker is idle first takes the next connection, so a few
-keep-alive clients (each holding its connection for many requests) end up mostly on one
-worker while the others idle. Here each worker listens on a socket of its own, bound to the
-same address with SO_REUSEPORT, and the kernel spreads new connections across them.
+socket it listens on. The first worker the kernel wakes accepts every connection waiting
+(uvloop accepts until the queue is empty), so a few keep-alive clients that connect together
+end up mostly on one worker, and stay there, while the others idle. Here each worker listens
+on a socket of its own, bound to the same address with SO_REUSEPORT, and the kernel spreads
+new connections across those sockets by a hash of each connection's addresses.
 
 Nothing else changes: this runs LiteLLM's CLI with the same arguments (it reads the config,
 sets up the Prometheus multi-process directory that merges the workers' /metrics, and so
-on) and only replaces the uvicorn.run it ends with, by uvicorn's own supervisor with one
-difference, where a worker's socket comes from. The supervisor still health-checks its
-workers (--timeout_worker_healthcheck), starts a new one when one dies or retires after its
---max_requests_before_restart, stops when a worker cannot start at all, and on SIGTERM
-stops every worker, each finishing its requests. With one worker it is uvicorn.run itself.
+on) and only replaces the uvicorn.run it ends with. With several workers, a small supervisor
+of its own starts them, each serving with uvicorn's public `Server.run(sockets=...)`; it
+starts a new one when one exits (retired after --max_requests_before_restart, or crashed),
+stops every worker and exits when one cannot start, and on SIGTERM or SIGINT stops every
+worker, each finishing its requests. It does not ping its workers: the pod's liveness probe
+watches the container. With one worker it is uvicorn.run itself.
 
 Run as `python3 -m llmroute_proxy_workers <the litellm CLI's arguments>`, with this file's
 directory on PYTHONPATH (the worker processes import it again by that name). Standard
@@ -21,19 +23,26 @@ library, uvicorn and litellm only.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import multiprocessing
+import os
+import signal
 import socket
 import sys
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import multiprocess
 
 logger = logging.getLogger("uvicorn.error")
 
 _uvicorn_run = uvicorn.run
+# As uvicorn's supervisor: each worker imports the app afresh, nothing is shared by fork.
+_spawn = multiprocessing.get_context("spawn")
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RESTART_PAUSE_SECONDS = 1.0
 
 
 def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -51,34 +60,95 @@ def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-class SocketPerWorkerProcess(multiprocess.Process):
-    """A worker of uvicorn's supervisor that listens on a socket of its own."""
+def serve(config: uvicorn.Config) -> None:
+    """A worker: uvicorn's server on a listening socket of its own."""
+    config.configure_logging()
+    try:
+        own = reuse_port_socket(config.host, config.port, config.backlog)
+    except OSError as error:
+        logger.error("Cannot listen on %s:%d: %s", config.host, config.port, error)
+        sys.exit(STARTUP_FAILURE)
+    server = uvicorn.Server(config)
+    server.run(sockets=[own])
+    if not server.started:
+        # The app's startup failed: as uvicorn.run, so the supervisor stops.
+        sys.exit(STARTUP_FAILURE)
 
-    def target(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            own = reuse_port_socket(self.config.host, self.config.port, self.config.backlog)
-        except OSError as error:
-            # As a failed start: the supervisor stops rather than restarting it forever.
-            logger.error("Cannot listen on %s:%d: %s", self.config.host, self.config.port, error)
-            sys.exit(STARTUP_FAILURE)
-        super().target([own])
+
+class Supervisor:
+    """Keeps `workers` processes serving until a stop signal or a worker that cannot start."""
+
+    def __init__(self, config: uvicorn.Config, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self.processes: list[BaseProcess] = []
+        self.exit_code = 0
+        # Signal handlers only write here; the loop wakes on it.
+        self._wake_read, self._wake_write = os.pipe()
+        self._stopping = False
+
+    def _start_worker(self) -> None:
+        process = _spawn.Process(target=serve, args=(self.config,), name="llmroute-worker")
+        process.start()
+        self.processes.append(process)
+        logger.info("Started worker process [%d]", process.pid)
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        self._stopping = True
+        os.write(self._wake_write, b"\0")
+
+    def run(self) -> int:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_stop_signal)
+        logger.info("Started supervisor process [%d]", os.getpid())
+        for _ in range(self.workers):
+            self._start_worker()
+        while not self._stopping:
+            sentinels = {p.sentinel: p for p in self.processes}
+            for ready in wait([self._wake_read, *sentinels]):
+                process = sentinels.get(ready)
+                if process is None or self._stopping:
+                    continue
+                process.join()
+                self.processes.remove(process)
+                if process.exitcode == STARTUP_FAILURE:
+                    logger.error("Worker process [%d] could not start", process.pid)
+                    self.exit_code = STARTUP_FAILURE
+                    self._stopping = True
+                    break
+                if process.exitcode:
+                    # A crash, not a retirement: a pause, so a worker that keeps crashing
+                    # does not spin; a stop signal still ends it at once.
+                    logger.warning("Worker process [%d] died (%s)", process.pid, process.exitcode)
+                    wait([self._wake_read], timeout=RESTART_PAUSE_SECONDS)
+                    if self._stopping:
+                        break
+                self._start_worker()
+        self._stop_all()
+        return self.exit_code
+
+    def _stop_all(self) -> None:
+        for process in self.processes:
+            if process.exitcode is None and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            # Each finishes its requests (uvicorn's graceful shutdown); the pod's
+            # terminationGracePeriodSeconds bounds the wait.
+            process.join()
+        logger.info("Stopping supervisor process [%d]", os.getpid())
 
 
 def run(app: Any, **kwargs: Any) -> None:
     """uvicorn.run, with a listening socket per worker when there are several."""
-    if (kwargs.get("workers") or 1) <= 1 or kwargs.get("reload") or kwargs.get("fd") is not None:
-        _uvicorn_run(app, **kwargs)
+    workers = kwargs.pop("workers", None) or 1
+    if workers <= 1 or kwargs.get("reload") or kwargs.get("fd") is not None:
+        _uvicorn_run(app, workers=workers, **kwargs)
         return
-    config = uvicorn.Config(app, **kwargs)
-    # The supervisor makes its workers by this module-level name. The parent holds no
-    # listening socket: one that never accepts would still get its share of connections.
-    multiprocess.Process = SocketPerWorkerProcess  # type: ignore[misc]
-    supervisor = multiprocess.Multiprocess(config, sockets=[])
-    with contextlib.suppress(KeyboardInterrupt):
-        supervisor.run()
-    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
-        # The supervisor stopped because a worker could not start: the container fails.
-        sys.exit(STARTUP_FAILURE)
+    # The supervisor holds no listening socket: one that never accepts would still get its
+    # share of connections.
+    exit_code = Supervisor(uvicorn.Config(app, **kwargs), workers).run()
+    if exit_code:
+        sys.exit(exit_code)
 
 
 def main() -> None:

@@ -48,11 +48,6 @@ RUN_AS_USER: Final = 65532
 # bounding LiteLLM's memory growth.
 MAX_REQUESTS_BEFORE_RESTART: Final = 10000
 MAX_REQUESTS_BEFORE_RESTART_JITTER: Final = 1000
-# How long uvicorn's supervisor of several workers waits for a worker to answer its ping
-# (uvicorn's default: 5 s) before it kills it. A worker importing litellm holds the GIL for
-# seconds at a time; on a busy node (load ~8 on 2 CPUs) it missed 5 s again and again, and
-# the supervisor killed and restarted its workers until the pod was never Ready.
-WORKER_HEALTHCHECK_SECONDS: Final = 30
 # Time for endpoints to drop a terminating pod before it stops accepting requests.
 PRE_STOP_SLEEP_SECONDS: Final = 5
 # Time for the proxy to exit once its last request is answered.
@@ -167,12 +162,11 @@ def _proxy_args(workers: int) -> list[str]:
     args = ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--port", str(PROXY_PORT)]
     args += ["--num_workers", str(workers)]
     if workers > 1:
-        # With one worker uvicorn runs no supervisor: the recycled worker would be the whole
-        # server, and the container would exit (and there is no health check to lengthen).
-        # With several, the supervisor replaces it.
+        # With one worker there is no supervisor: the recycled worker would be the whole
+        # server, and the container would exit. With several, the launcher's supervisor
+        # replaces it. (No --timeout_worker_healthcheck: that supervisor pings no worker, so
+        # a worker busy importing litellm on a loaded node is not killed for being slow.)
         args += [
-            "--timeout_worker_healthcheck",
-            str(WORKER_HEALTHCHECK_SECONDS),
             "--max_requests_before_restart",
             str(MAX_REQUESTS_BEFORE_RESTART),
             "--max_requests_before_restart_jitter",
