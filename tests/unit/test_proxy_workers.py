@@ -47,6 +47,11 @@ async def app(scope, receive, send):
             if message["type"] == "lifespan.startup" and os.environ.get("FAIL_STARTUP"):
                 await send({"type": "lifespan.startup.failed", "message": "no config"})
                 return
+            if message["type"] == "lifespan.startup" and os.environ.get("HOLD_STARTUP"):
+                # Tells the test this worker is starting, then finishes once the test lets it.
+                Path(os.environ["STARTED_FILE"] + f".{os.getpid()}").write_text("")
+                while not Path(os.environ["RELEASE_FILE"]).exists():
+                    await asyncio.sleep(0.05)
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -161,9 +166,12 @@ def launch(tmp_path: Path) -> Iterator[Callable[[int], Launcher]]:
     started: list[Launcher] = []
 
     def start(
-        workers: int, port: int | None = None, options: str = "", env: dict[str, str] | None = None
+        workers: int,
+        port: int | None = None,
+        options: str = "",
+        extra_env: dict[str, str] | None = None,
     ) -> Launcher:
-        launcher = Launcher(tmp_path, port or free_port(), workers, options, env)
+        launcher = Launcher(tmp_path, port or free_port(), workers, options, extra_env)
         started.append(launcher)
         return launcher
 
@@ -205,9 +213,12 @@ def test_a_worker_retired_after_its_requests_is_replaced(launch) -> None:
         if pid is not None:
             seen.add(pid)
         # More workers than run at once have answered: some retired and were replaced.
-        return True if len(seen) > 2 and listening_sockets(launcher.port) == 2 else None
+        return True if len(seen) > 2 else None
 
     wait_for("retired workers to be replaced", recycled)
+    # With no more requests, both places are filled again (each after a pause, since
+    # these workers retire within seconds of their start).
+    assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
     assert launcher.process.poll() is None
 
 
@@ -233,6 +244,19 @@ def test_sigterm_stops_every_worker_after_its_requests(launch) -> None:
     assert wait_for("the workers to exit", lambda: not any(alive(p) for p in pids) or None)
 
 
+def test_a_worker_takes_no_connection_before_its_app_has_started(launch, tmp_path) -> None:
+    launcher = launch(2, extra_env={"HOLD_STARTUP": "1"})
+    wait_for("both workers starting", lambda: len(list(tmp_path.glob("started.*"))) == 2 or None)
+    # The kernel would queue connections on a listening socket whose worker cannot answer
+    # yet (and reset them if its start fails): none may listen before its app is up.
+    assert listening_sockets(launcher.port) == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", launcher.port), timeout=5).close()
+    launcher.release.write_text("")
+    assert len(launcher.worker_pids(2)) == 2
+    assert listening_sockets(launcher.port) == 2
+
+
 def test_a_worker_that_cannot_listen_stops_the_launcher(launch) -> None:
     port = free_port()
     # A socket without SO_REUSEPORT on the port: no worker can bind it.
@@ -246,7 +270,7 @@ def test_a_worker_that_cannot_listen_stops_the_launcher(launch) -> None:
 
 
 def test_a_worker_whose_app_cannot_start_stops_the_launcher(launch) -> None:
-    launcher = launch(2, env={"FAIL_STARTUP": "1"})
+    launcher = launch(2, extra_env={"FAIL_STARTUP": "1"})
     assert launcher.process.wait(DEADLINE_SECONDS) == 3  # uvicorn's STARTUP_FAILURE
     assert listening_sockets(launcher.port) == 0
 
@@ -261,6 +285,8 @@ def test_the_proxy_container_runs_the_shipped_launcher() -> None:
     assert config_map["data"][f"{WORKERS_MODULE}.py"] == payload_text(PROXY_WORKERS)
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert CONFIG_DIR in env["PYTHONPATH"].split(":")
+    # Not the working directory: modules come from the image's packages and the ConfigMap.
+    assert env["PYTHONSAFEPATH"] == "1"
     assert "--num_workers" in container["args"]
 
 

@@ -122,6 +122,7 @@ RESERVED_PROXY_ENV: Final = frozenset(
         "LITELLM_LOG",
         "LITELLM_WORKER_STARTUP_HOOKS",
         "PYTHONPATH",
+        "PYTHONSAFEPATH",
     }
 )
 RESERVED_PROXY_ENV_PREFIX: Final = "LLMROUTE_"

@@ -183,6 +183,9 @@ def _env(route: Route, secret_envs: list[SecretEnv]) -> list[dict[str, Any]]:
         # Each worker gives LiteLLM's own master key a random value before reading the config.
         {"name": "LITELLM_WORKER_STARTUP_HOOKS", "value": STARTUP_HOOK},
         {"name": "PYTHONPATH", "value": CONFIG_DIR},
+        # `python3 -m` would put the working directory first on sys.path (the image's
+        # WORKDIR may hold LiteLLM's source tree); the `litellm` script never did.
+        {"name": "PYTHONSAFEPATH", "value": "1"},
         # Use the price map shipped with the pinned release; never fetch one at start-up.
         {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
         {"name": "LITELLM_LOG", "value": route.proxy.log_level},
