@@ -262,7 +262,11 @@ def test_a_managed_redis_makes_limits_exact_shares_the_cache_and_fails_open(
         statuses = burst(urls, master_key, "chat", BURST, "recovered")
         assert current_minute() == minute, "the burst must fall within one clock minute"
         assert statuses == [200] * BURST
-        assert len(limited.inference_requests()) == RPM
+        # Counted in Redis again: each process on its own would pass every one of its ~7
+        # requests (all 40). A process whose breaker is still due to retry sends its first
+        # request as the probe and counts the ones it handles meanwhile on its own, so a
+        # few may pass beyond the limit (13 seen in 2 of ~10 runs on a loaded machine).
+        assert RPM <= len(limited.inference_requests()) < RPM + REPLICAS * WORKERS
 
 
 def rpm_counts(store: redis.Redis, minute: str) -> list[int]:
