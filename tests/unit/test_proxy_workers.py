@@ -8,6 +8,7 @@ every proxy pod through it).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import os
@@ -137,7 +138,10 @@ class Launcher:
             "RELEASE_FILE": str(self.release),
             **(extra_env or {}),
         }
-        self.process = subprocess.Popen([sys.executable, "-c", run], env=env, cwd=tmp)
+        # A session of its own: stop() can end every worker even if the supervisor is gone.
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", run], env=env, cwd=tmp, start_new_session=True
+        )
 
     def worker_pids(self, count: int) -> set[int]:
         """Asks over new connections until `count` different workers have answered."""
@@ -152,13 +156,15 @@ class Launcher:
         return wait_for(f"{count} workers to answer", probe)
 
     def stop(self) -> None:
+        self.release.write_text("")  # a worker held in its start-up or a request goes on
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # Whatever is left of the session (a test that failed midway) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 @pytest.fixture
