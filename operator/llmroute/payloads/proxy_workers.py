@@ -73,7 +73,7 @@ def serve(config: uvicorn.Config) -> None:
     try:
         own = reuse_port_socket(config.host, config.port)
     except OSError as error:
-        logger.error("Cannot listen on %s:%d: %s", config.host, config.port, error)
+        logger.error("Cannot bind %s:%d: %s", config.host, config.port, error)
         sys.exit(STARTUP_FAILURE)
     server = uvicorn.Server(config)
     server.run(sockets=[own])

@@ -111,10 +111,9 @@ def config_hash(
 
     The config, the auth module and the spec's part of its policy, the callbacks, the file
     re-read helper they import, the launcher the container runs, and the layout of the key
-    files. Not what the quotas' states
-    decide (the quota routing file, the policy's rejected models and exhausted budgets): the
-    proxies re-read those while they run, so a quota changing state changes no hash and
-    restarts no proxy.
+    files. Not what the quotas' states decide (the quota routing file, the policy's rejected
+    models and exhausted budgets): the proxies re-read those while they run, so a quota
+    changing state changes no hash and restarts no proxy.
     """
     payload = _canonical(
         {
