@@ -402,7 +402,7 @@ VARIANTS: dict[str, tuple[str, Callable[[PodInputs], PodInputs]]] = {
     "llmroute-lean-metrics": ("llmroute", lambda p: _edit_config(p, _lean_metrics)),
     # Without the label filter that keeps client addresses out of the series.
     "llmroute-all-labels": ("llmroute", lambda p: _edit_config(p, _no_excluded_labels)),
-    # Without the launcher's socket per worker (`litellm --num_workers N` as it is).
+    # Without the launcher (`litellm --num_workers N` as it is: one socket the workers share).
     "llmroute-one-socket": ("llmroute", _one_socket),
 }
 # name -> bench_route's options: the route itself changed (an rpm limit, a shared Redis).

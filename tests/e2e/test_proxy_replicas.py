@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 
 from llmroute.api import GROUP, ROUTE_PLURAL, VERSION
@@ -103,21 +104,28 @@ class ReplicaWatch:
         self.namespace = namespace
         self.resource_version = resource_version
         self.seen: list[int] = []
+        self._stopped = False
         self._watch = watch.Watch()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        for event in self._watch.stream(
-            self.apps.list_namespaced_deployment,
-            self.namespace,
-            field_selector=f"metadata.name={DEPLOYMENT}",
-            resource_version=self.resource_version,
-            timeout_seconds=600,
-        ):
-            self.seen.append(event["object"].spec.replicas)
+        try:
+            for event in self._watch.stream(
+                self.apps.list_namespaced_deployment,
+                self.namespace,
+                field_selector=f"metadata.name={DEPLOYMENT}",
+                resource_version=self.resource_version,
+                timeout_seconds=600,
+            ):
+                self.seen.append(event["object"].spec.replicas)
+        except urllib3.exceptions.ProtocolError:
+            # Stopped, the watch ends with the next event, or when the cluster goes away.
+            if not self._stopped:
+                raise
 
     def stop(self) -> list[int]:
+        self._stopped = True
         self._watch.stop()
         return list(self.seen)
 

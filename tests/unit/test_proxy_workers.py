@@ -1,4 +1,4 @@
-"""The proxy's launcher (payloads/proxy_workers.py): a listening socket per worker.
+"""The proxy's launcher (payloads/proxy_workers.py): workers that share the connections.
 
 The launcher runs as shipped (the payload's text, under the name the pod imports it by),
 serving a tiny ASGI app that answers with its process id instead of LiteLLM's, so each
@@ -8,10 +8,13 @@ every proxy pod through it).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import http.client
 import importlib.util
 import inspect
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +41,7 @@ DEADLINE_SECONDS = 60.0
 APP = """
 import asyncio
 import os
+import time
 from pathlib import Path
 
 
@@ -58,6 +62,13 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/hang":
+        time.sleep(3600)  # blocks the worker's event loop
+    if scope["path"] == "/block":
+        # Blocks the worker's event loop until the test lets it go on.
+        Path(os.environ["STARTED_FILE"]).write_text(str(os.getpid()))
+        while not Path(os.environ["RELEASE_FILE"]).exists():
+            time.sleep(0.05)
     if scope["path"] == "/slow":
         # Tells the test the request is in flight, then answers once the test lets it.
         Path(os.environ["STARTED_FILE"]).write_text(str(os.getpid()))
@@ -86,13 +97,22 @@ def free_port() -> int:
 
 
 def listening_sockets(port: int) -> int:
-    """How many sockets listen on the port (each worker's own socket is one)."""
+    """How many sockets listen on the port."""
     count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
             count += 1
     return count
+
+
+def accept_queue(port: int) -> int:
+    """How many connections wait in the port's listening socket for the supervisor."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on {port}")
 
 
 def answer(port: int, path: str = "/") -> int | None:
@@ -102,6 +122,13 @@ def answer(port: int, path: str = "/") -> int | None:
             return int(response.read())
     except OSError:
         return None
+
+
+def closed_by_peer(client: socket.socket) -> bool:
+    try:
+        return client.recv(4096) == b""
+    except ConnectionResetError:  # the request it had sent was never read
+        return True
 
 
 def alive(pid: int) -> bool:
@@ -120,15 +147,18 @@ class Launcher:
         workers: int,
         options: str = "",
         extra_env: dict[str, str] | None = None,
+        untaken_timeout: float | None = None,
     ) -> None:
         (tmp / f"{WORKERS_MODULE}.py").write_text(payload_text(PROXY_WORKERS))
         (tmp / "pidapp.py").write_text(textwrap.dedent(APP))
         self.started = tmp / "started"
+        self.log = tmp / f"launcher-{port}.log"
         self.release = tmp / "release"
         self.port = port
         run = (
             f"import {WORKERS_MODULE} as w; "
-            f"w.run('pidapp:app', host='127.0.0.1', port={port}, workers={workers}, "
+            + (f"w.UNTAKEN_TIMEOUT_SECONDS = {untaken_timeout}; " if untaken_timeout else "")
+            + f"w.run('pidapp:app', host='127.0.0.1', port={port}, workers={workers}, "
             f"lifespan='on', {options or 'timeout_keep_alive=5'})"
         )
         env = {
@@ -139,9 +169,29 @@ class Launcher:
             **(extra_env or {}),
         }
         # A session of its own: stop() can end every worker even if the supervisor is gone.
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", run], env=env, cwd=tmp, start_new_session=True
-        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", run],
+                env=env,
+                cwd=tmp,
+                start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def ready_workers(self) -> int:
+        """How many workers the supervisor has seen ready so far (its log says each)."""
+        return len(re.findall(r"Worker process \[\d+\] ready", self.log.read_text()))
+
+    def worker_processes(self) -> set[int]:
+        """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return {
+            int(child)
+            for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        }
 
     def worker_pids(self, count: int) -> set[int]:
         """Asks over new connections until `count` different workers have answered."""
@@ -176,8 +226,11 @@ def launch(tmp_path: Path) -> Iterator[Callable[[int], Launcher]]:
         port: int | None = None,
         options: str = "",
         extra_env: dict[str, str] | None = None,
+        untaken_timeout: float | None = None,
     ) -> Launcher:
-        launcher = Launcher(tmp_path, port or free_port(), workers, options, extra_env)
+        launcher = Launcher(
+            tmp_path, port or free_port(), workers, options, extra_env, untaken_timeout
+        )
         started.append(launcher)
         return launcher
 
@@ -186,15 +239,34 @@ def launch(tmp_path: Path) -> Iterator[Callable[[int], Launcher]]:
         launcher.stop()
 
 
-def test_each_worker_listens_on_its_own_socket(launch) -> None:
+def test_keep_alive_connections_are_spread_evenly(launch) -> None:
     launcher = launch(2)
-    pids = launcher.worker_pids(2)
+    wait_for("both workers ready", lambda: launcher.ready_workers() == 2 or None)
+    # Ten clients that connect together and keep their connections: with one socket shared
+    # by the workers (uvicorn's supervisor) or a socket each (a hash of the addresses
+    # decides), how they split is a matter of chance. Here it is 5/5, every time.
+    clients = [
+        http.client.HTTPConnection("127.0.0.1", launcher.port, timeout=30) for _ in range(10)
+    ]
+    try:
+        pids = []
+        for client in clients:
+            client.request("GET", "/")
+            pids.append(int(client.getresponse().read()))
+        # Each connection stays with its worker.
+        for client, pid in zip(clients, pids, strict=True):
+            client.request("GET", "/")
+            assert int(client.getresponse().read()) == pid
+    finally:
+        for client in clients:
+            client.close()
+    assert sorted(collections.Counter(pids).values()) == [5, 5]
     assert launcher.process.pid not in pids
-    # uvicorn's own supervisor would show one socket, shared by its workers.
-    assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
+    assert set(pids) == launcher.worker_processes()
+    assert listening_sockets(launcher.port) == 1  # the supervisor's
 
 
-def test_a_dead_worker_is_replaced_on_a_socket_of_its_own(launch) -> None:
+def test_a_dead_worker_is_replaced(launch) -> None:
     launcher = launch(2)
     first = launcher.worker_pids(2)
     victim = min(first)
@@ -206,7 +278,7 @@ def test_a_dead_worker_is_replaced_on_a_socket_of_its_own(launch) -> None:
         return {pid} if pid is not None and pid not in first else None
 
     wait_for("a new worker to answer", replaced)
-    assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
+    assert len(launcher.worker_processes()) == 2
     assert launcher.process.poll() is None
 
 
@@ -224,8 +296,73 @@ def test_a_worker_retired_after_its_requests_is_replaced(launch) -> None:
     wait_for("retired workers to be replaced", recycled)
     # With no more requests, both places are filled again (each after a pause, since
     # these workers retire within seconds of their start).
-    assert wait_for("two sockets", lambda: listening_sockets(launcher.port) == 2 or None)
+    assert wait_for("two workers", lambda: len(launcher.worker_processes()) == 2 or None)
     assert launcher.process.poll() is None
+
+
+def test_a_worker_whose_event_loop_hangs_is_replaced(launch) -> None:
+    launcher = launch(2, untaken_timeout=2)
+    wait_for("both workers ready", lambda: launcher.ready_workers() == 2 or None)
+    workers = launcher.worker_processes()
+    hung = socket.create_connection(("127.0.0.1", launcher.port), timeout=30)
+    hung.sendall(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")  # blocks its worker's loop
+    healthy = http.client.HTTPConnection("127.0.0.1", launcher.port, timeout=30)
+    try:
+        healthy.request("GET", "/")
+        (stuck,) = workers - {int(healthy.getresponse().read())}
+        # Each worker holds one connection: the next goes to the one whose loop is stuck,
+        # and waits in its pair, never taken.
+        waiting = socket.create_connection(("127.0.0.1", launcher.port), timeout=30)
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        wait_for("the stuck worker to be killed", lambda: not alive(stuck) or None)
+        assert "took no connection for 2 s: killed" in launcher.log.read_text()
+        assert closed_by_peer(waiting)  # with its worker, rather than left waiting
+        waiting.close()
+        wait_for("a worker in its place", lambda: len(launcher.worker_processes()) == 2 or None)
+        assert wait_for("three ready", lambda: launcher.ready_workers() == 3 or None)
+        assert stuck not in launcher.worker_pids(2)
+    finally:
+        hung.close()
+        healthy.close()
+    assert launcher.process.poll() is None
+
+
+def test_a_leaving_worker_hands_back_the_connections_it_has_not_taken(launch) -> None:
+    launcher = launch(2)
+    wait_for("both workers ready", lambda: launcher.ready_workers() == 2 or None)
+    blocked = socket.create_connection(("127.0.0.1", launcher.port), timeout=30)
+    blocked.sendall(b"GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
+    started = launcher.started
+    leaving = int(
+        wait_for("the block to start", lambda: (started.exists() and started.read_text()) or None)
+    )
+    other = http.client.HTTPConnection("127.0.0.1", launcher.port, timeout=30)
+    try:
+        other.request("GET", "/")
+        staying = int(other.getresponse().read())
+        # Each holds one connection: the next is sent to the blocked worker, which is told to
+        # stop before its event loop runs again and takes it from the pair.
+        handed = http.client.HTTPConnection("127.0.0.1", launcher.port, timeout=30)
+        handed.connect()
+        wait_for("the supervisor to accept it", lambda: accept_queue(launcher.port) == 0 or None)
+        os.kill(leaving, signal.SIGTERM)
+        launcher.release.write_text("")
+        handed.request("GET", "/")
+        assert int(handed.getresponse().read()) == staying
+        handed.close()
+    finally:
+        blocked.close()
+        other.close()
+    wait_for("the worker to leave", lambda: not alive(leaving) or None)
+
+
+def test_workers_stop_when_their_supervisor_is_gone(launch) -> None:
+    launcher = launch(2)
+    pids = launcher.worker_pids(2)
+    launcher.process.kill()
+    launcher.process.wait()
+    # Nothing hands them connections any more: they must not linger.
+    assert wait_for("the workers to exit", lambda: not any(alive(p) for p in pids) or None)
 
 
 def test_sigterm_stops_every_worker_after_its_requests(launch) -> None:
@@ -253,19 +390,18 @@ def test_sigterm_stops_every_worker_after_its_requests(launch) -> None:
 def test_a_worker_takes_no_connection_before_its_app_has_started(launch, tmp_path) -> None:
     launcher = launch(2, extra_env={"HOLD_STARTUP": "1"})
     wait_for("both workers starting", lambda: len(list(tmp_path.glob("started.*"))) == 2 or None)
-    # The kernel would queue connections on a listening socket whose worker cannot answer
-    # yet (and reset them if its start fails): none may listen before its app is up.
+    # The kernel would queue connections on a listening socket while no worker can answer
+    # yet (and reset them if the start fails): nothing listens before an app is up.
     assert listening_sockets(launcher.port) == 0
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", launcher.port), timeout=5).close()
     launcher.release.write_text("")
     assert len(launcher.worker_pids(2)) == 2
-    assert listening_sockets(launcher.port) == 2
+    assert listening_sockets(launcher.port) == 1
 
 
-def test_a_worker_that_cannot_listen_stops_the_launcher(launch) -> None:
+def test_a_port_taken_stops_the_launcher(launch) -> None:
     port = free_port()
-    # A socket without SO_REUSEPORT on the port: no worker can bind it.
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", port))
@@ -297,15 +433,25 @@ def test_the_proxy_container_runs_the_shipped_launcher() -> None:
 
 
 def test_the_pinned_cli_and_uvicorn_have_what_the_launcher_uses() -> None:
-    # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end, and serves each
-    # worker with uvicorn's public Server.run(sockets=...); a release without either needs a
-    # new look. Found without importing litellm (whose import would fetch its price map).
+    # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end; each worker is
+    # a uvicorn.Server with no listener of its own (startup and shutdown with `sockets`),
+    # giving each connection it is handed the HTTP protocol uvicorn's listener would, built
+    # the way uvicorn's startup builds it, and watching the set of open connections that
+    # every protocol joins and leaves. A release that changes any of it needs a new look.
+    # Found without importing litellm (whose import would fetch its price map).
     package = importlib.util.find_spec("litellm")
     assert package is not None and package.origin is not None
     source = (Path(package.origin).parent / "proxy" / "proxy_cli.py").read_text()
     assert "import uvicorn\n" in source and "uvicorn.run(" in source
-    assert "sockets" in inspect.signature(uvicorn.Server.run).parameters
+    for method in (uvicorn.Server.run, uvicorn.Server.startup, uvicorn.Server.shutdown):
+        assert "sockets" in inspect.signature(method).parameters
+    startup = inspect.getsource(uvicorn.Server.startup)
+    assert "config.http_protocol_class(" in startup
+    assert "server_state=self.server_state" in startup
+    assert "app_state=self.lifespan.state" in startup
     assert callable(uvicorn.Config.configure_logging)
     config = uvicorn.Config("pidapp:app", host="127.0.0.1", port=1, backlog=7)
     assert (config.host, config.port, config.backlog) == ("127.0.0.1", 1, 7)
-    assert uvicorn.Server(config).started is False
+    server = uvicorn.Server(config)
+    assert server.started is False
+    assert type(server.server_state.connections) is set

@@ -13,9 +13,9 @@ installed where they run:
   Standard library and litellm only.
 - file_reread.py: files the hooks above read per request, looked at no more than once a
   second; in the ConfigMap as llmroute_file_reread.py, which they import. Standard library only.
-- proxy_workers.py: the proxy container's command, LiteLLM's CLI with a listening socket per
-  worker (SO_REUSEPORT), so the kernel spreads connections across the workers; in the
-  ConfigMap as llmroute_proxy_workers.py. Standard library, uvicorn and litellm only.
+- proxy_workers.py: the proxy container's command, LiteLLM's CLI with a supervisor that
+  accepts and hands each connection to the worker holding the fewest; in the ConfigMap as
+  llmroute_proxy_workers.py. Standard library, uvicorn and litellm only.
 - ollama_pull.sh: the managed Ollama container's command (POSIX sh), passed to `sh -c`: it
   serves Ollama and pulls the declared models before the pod turns Ready.
 

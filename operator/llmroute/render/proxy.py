@@ -298,8 +298,8 @@ def render_deployment(
         "name": PROXY_CONTAINER,
         "image": route.proxy.image or versions.LITELLM_IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        # LiteLLM's CLI (through the shipped launcher, which gives each worker a listening
-        # socket of its own), not the image's entrypoint script, so the pod runs the same way
+        # LiteLLM's CLI (through the shipped launcher, which spreads connections evenly over
+        # the workers), not the image's entrypoint script, so the pod runs the same way
         # wherever the image comes from.
         "command": ["python3", "-m", WORKERS_MODULE],
         "args": _proxy_args(workers),
