@@ -434,7 +434,8 @@ def test_the_proxy_container_runs_the_shipped_launcher() -> None:
 
 def test_the_pinned_cli_and_uvicorn_have_what_the_launcher_uses() -> None:
     # The launcher swaps the uvicorn.run that LiteLLM's CLI calls at its end; each worker is
-    # a uvicorn.Server with no listener of its own (startup and shutdown with `sockets`),
+    # a uvicorn.Server with no listener of its own (startup and shutdown with `sockets`,
+    # on_tick),
     # giving each connection it is handed the HTTP protocol uvicorn's listener would, built
     # the way uvicorn's startup builds it, and watching the set of open connections that
     # every protocol joins and leaves. A release that changes any of it needs a new look.
@@ -445,6 +446,9 @@ def test_the_pinned_cli_and_uvicorn_have_what_the_launcher_uses() -> None:
     assert "import uvicorn\n" in source and "uvicorn.run(" in source
     for method in (uvicorn.Server.run, uvicorn.Server.startup, uvicorn.Server.shutdown):
         assert "sockets" in inspect.signature(method).parameters
+    # The tick that decides a worker retires (its requests) is where it stops taking any.
+    assert inspect.iscoroutinefunction(uvicorn.Server.on_tick)
+    assert "self.on_tick(" in inspect.getsource(uvicorn.Server.main_loop)
     startup = inspect.getsource(uvicorn.Server.startup)
     assert "config.http_protocol_class(" in startup
     assert "server_state=self.server_state" in startup

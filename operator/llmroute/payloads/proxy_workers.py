@@ -124,6 +124,13 @@ class HandedServer(uvicorn.Server):
         self._taking = True
         self._send(READY)
 
+    async def on_tick(self, counter: int) -> bool:
+        leaving = await super().on_tick(counter)
+        if leaving:
+            # Retired (or stopped): not one more connection, from the tick that decided it.
+            self._stop_taking()
+        return leaving
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._stop_taking()
         await super().shutdown(sockets=sockets)
@@ -148,6 +155,9 @@ class HandedServer(uvicorn.Server):
             )
             self._handovers.add(handover)
             handover.add_done_callback(self._handed_over)
+        # The supervisor learns they were taken even if one never opens (a TLS handshake
+        # that fails): it takes a connection left untaken for a worker that hangs.
+        self._connections_changed()
 
     def _handed_over(self, handover: asyncio.Future[Any]) -> None:
         self._handovers.discard(handover)
@@ -164,17 +174,27 @@ class HandedServer(uvicorn.Server):
             except OSError:
                 message, fds = b"", []
             if not message:
-                # The supervisor is gone: nothing more comes, and nobody would stop this one.
+                # The supervisor is gone (nobody would stop this worker), or this worker
+                # shut its side of the pair as it leaves: nothing more comes.
                 self.should_exit = True
                 self._stop_reading()
                 return
-            for fd in fds:
-                self.taken += 1
-                yield socket.socket(fileno=fd)
+            self.taken += 1  # one connection a message, even if its descriptor was lost
+            if not fds:
+                logger.warning("A connection came without its descriptor (too many open?)")
+                continue
+            # Not inherited by whatever the app starts (recv_fds leaves it inheritable).
+            os.set_inheritable(fds[0], False)
+            yield socket.socket(fileno=fds[0])
 
     def _stop_taking(self) -> None:
-        """No more connections: the supervisor is told, and what it sent meanwhile goes back."""
+        """No more connections: the supervisor is told, and what it sent meanwhile goes back.
+
+        Shutting the pair for reading first makes the supervisor's next send fail (it then
+        sends to another worker), so no connection can arrive after the last look."""
         if self._stop_reading():
+            with contextlib.suppress(OSError):
+                self.channel.shutdown(socket.SHUT_RD)
             self._send(LEAVING)
             for connection in self._received():
                 self._hand_back(connection)
@@ -219,6 +239,7 @@ class HandedServer(uvicorn.Server):
 def serve(config: uvicorn.Config, channel: socket.socket) -> None:
     """A worker: uvicorn's server, on the connections handed to it over `channel`."""
     config.configure_logging()
+    channel.set_inheritable(False)
     server = HandedServer(config, channel)
     server.run()
     if not server.started:
@@ -286,6 +307,7 @@ class Supervisor:
         self._listener: socket.socket | None = None
         self._listening = False
         self._accepting = False
+        self._accept_paused_until = 0.0
         self._connections_sent = 0
         # Connections handed back while no worker was ready.
         self._waiting: list[socket.socket] = []
@@ -433,7 +455,8 @@ class Supervisor:
         if any_ready and not self._listening:
             listener.listen(self.config.backlog)
             self._listening = True
-        if any_ready and not self._accepting:
+        paused = time.monotonic() < self._accept_paused_until
+        if any_ready and not self._accepting and not paused:
             self._selector.register(listener, selectors.EVENT_READ, self._accept)
             self._accepting = True
         elif not any_ready and self._accepting:
@@ -464,8 +487,8 @@ class Supervisor:
                 logger.error("Cannot accept: %s", error)
                 self._selector.unregister(listener)
                 self._accepting = False
-                retry_at = time.monotonic() + ACCEPT_RETRY_SECONDS
-                self._timers.append((retry_at, self._update_accepting))
+                self._accept_paused_until = time.monotonic() + ACCEPT_RETRY_SECONDS
+                self._timers.append((self._accept_paused_until, self._update_accepting))
                 return
             with connection:
                 self._dispatch(connection)
@@ -473,18 +496,32 @@ class Supervisor:
     def _dispatch(self, connection: socket.socket) -> None:
         """Sends the connection to the ready worker with the fewest; the caller closes its copy."""
         ready = sorted((w for w in self.running if w.ready), key=lambda w: (w.load, w.last_sent))
-        if not ready:
-            self._waiting.append(connection.dup())
-            return
+        leaving = []
         for worker in ready:
             try:
                 socket.send_fds(worker.channel, [CONNECTION], [connection.fileno()])
+            except BrokenPipeError:
+                leaving.append(worker)  # it shut its pair for reading; its LEAVING follows
+                continue
             except OSError:
-                continue  # gone, or not taking what it was sent: the next one
+                continue  # its pair is full: it takes nothing, the next one
             self._connections_sent += 1
             worker.sent_one(self._connections_sent)
-            return
-        logger.warning("No worker could take a connection; it is closed")
+            break
+        else:
+            if ready and not leaving:
+                logger.warning("No worker could take a connection; it is closed")
+            else:
+                self._keep_waiting(connection)
+        for worker in leaving:
+            self._set_ready(worker, False)
+
+    def _keep_waiting(self, connection: socket.socket) -> None:
+        """Keeps a connection until a worker is ready (one handed back when none is)."""
+        try:
+            self._waiting.append(connection.dup())
+        except OSError as error:
+            logger.warning("A connection waiting for a worker is closed: %s", error)
 
     def _exited(self, worker: Worker) -> None:
         process = worker.process
