@@ -156,7 +156,8 @@ class HandedServer(uvicorn.Server):
             self._handovers.add(handover)
             handover.add_done_callback(self._handed_over)
         # The supervisor learns they were taken even if one never opens (a TLS handshake
-        # that fails): it takes a connection left untaken for a worker that hangs.
+        # that fails): it takes a connection left untaken for a worker that hangs. (One
+        # counts as open once its protocol starts, a turn of the loop later.)
         self._connections_changed()
 
     def _handed_over(self, handover: asyncio.Future[Any]) -> None:
@@ -525,13 +526,18 @@ class Supervisor:
 
     def _exited(self, worker: Worker) -> None:
         process = worker.process
+        # Reaped, it has closed its end of the pair too (the sentinel may fire first): what
+        # it returned on its way out is all there, then the pair's end.
+        process.join()
         if worker.reading:
-            self._read(worker)  # connections it returned on its way out, then its end
+            self._read(worker)
+        if worker.reading:  # not at its end after all: the descriptor must not stay listed
+            self._selector.unregister(worker.channel)
+            worker.reading = False
         self._selector.unregister(process.sentinel)
         worker.channel.close()
         self.running.remove(worker)
         self._set_ready(worker, False)
-        process.join()
         lived = time.monotonic() - worker.started_at
         if process.exitcode == STARTUP_FAILURE:
             logger.error("Worker process [%d] could not start", process.pid)
